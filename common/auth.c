@@ -1,0 +1,256 @@
+#include "auth.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sodium.h>
+
+#define AUTH_CONTEXT "tcp-reverse-proxy auth v1"
+
+static int
+sodium_ready(void)
+{
+	return sodium_init() >= 0 ? 0 : -1;
+}
+
+int
+auth_key_generate(struct auth_key *k)
+{
+	if (sodium_ready() == -1)
+		return -1;
+	return crypto_sign_keypair(k->pk, k->sk) == 0 ? 0 : -1;
+}
+
+void
+auth_key_wipe(struct auth_key *k)
+{
+	sodium_memzero(k, sizeof(*k));
+}
+
+int
+auth_key_load(const char *path, struct auth_key *k, char *err, size_t errlen)
+{
+	uint8_t seed[crypto_sign_SEEDBYTES];
+	size_t seedlen = sizeof(seed);
+	EVP_PKEY *pkey = NULL;
+	struct stat st;
+	FILE *f;
+	int rc = -1;
+
+	if (sodium_ready() == -1) {
+		snprintf(err, errlen, "libsodium failed to start");
+		return -1;
+	}
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen, "%s: permissions %04o are too open for "
+		    "a private key (chmod 600 it)", path,
+		    (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	if ((pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL ||
+	    EVP_PKEY_id(pkey) != EVP_PKEY_ED25519 ||
+	    EVP_PKEY_get_raw_private_key(pkey, seed, &seedlen) != 1 ||
+	    seedlen != sizeof(seed)) {
+		snprintf(err, errlen, "%s: not an ed25519 private key in PEM "
+		    "(make one with 'gen-cert ed25519')", path);
+		goto out;
+	}
+	if (crypto_sign_seed_keypair(k->pk, k->sk, seed) != 0) {
+		snprintf(err, errlen, "%s: cannot derive the key pair", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	sodium_memzero(seed, sizeof(seed));
+	EVP_PKEY_free(pkey);
+	fclose(f);
+	return rc;
+}
+
+int
+auth_key_write_private(const struct auth_key *k, FILE *f)
+{
+	EVP_PKEY *pkey;
+	int rc;
+
+	/* The first 32 bytes of libsodium's secret key are the seed, which
+	 * is what RFC 8410 calls the private key. */
+	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, k->sk,
+	    crypto_sign_SEEDBYTES);
+	if (pkey == NULL)
+		return -1;
+	rc = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1 ?
+	    0 : -1;
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
+int
+auth_key_write_public(const struct auth_key *k, FILE *f)
+{
+	EVP_PKEY *pkey;
+	int rc;
+
+	pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, k->pk,
+	    AUTH_PUBKEY_LEN);
+	if (pkey == NULL)
+		return -1;
+	rc = PEM_write_PUBKEY(f, pkey) == 1 ? 0 : -1;
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
+int
+auth_keyset_load(const char *path, struct auth_keyset *set, char *err,
+    size_t errlen)
+{
+	uint8_t pk[AUTH_PUBKEY_LEN];
+	size_t pklen;
+	EVP_PKEY *pkey;
+	FILE *f;
+	int c;
+
+	memset(set, 0, sizeof(*set));
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		/* Stop cleanly at the end, where only blank space is left. */
+		while ((c = fgetc(f)) != EOF && (c == ' ' || c == '\t' ||
+		    c == '\n' || c == '\r'))
+			;
+		if (c == EOF)
+			break;
+		if (ungetc(c, f) == EOF)
+			goto bad;
+		pklen = sizeof(pk);
+		if ((pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL)) == NULL)
+			goto bad;
+		if (EVP_PKEY_id(pkey) != EVP_PKEY_ED25519 ||
+		    EVP_PKEY_get_raw_public_key(pkey, pk, &pklen) != 1 ||
+		    pklen != sizeof(pk)) {
+			EVP_PKEY_free(pkey);
+			goto bad;
+		}
+		EVP_PKEY_free(pkey);
+		if (set->n == AUTH_KEYS_MAX) {
+			snprintf(err, errlen, "%s: more than %d keys", path,
+			    AUTH_KEYS_MAX);
+			goto fail;
+		}
+		if (set->n % 16 == 0) {
+			void *grown = realloc(set->keys,
+			    (set->n + 16) * sizeof(*set->keys));
+			if (grown == NULL) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto fail;
+			}
+			set->keys = grown;
+		}
+		memcpy(set->keys[set->n++], pk, sizeof(pk));
+	}
+	fclose(f);
+	if (set->n == 0) {
+		snprintf(err, errlen, "%s: no public key in it (make one with "
+		    "'gen-cert ed25519')", path);
+		auth_keyset_free(set);
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "%s: key %zu is not an ed25519 public key in "
+	    "PEM", path, set->n + 1);
+fail:
+	fclose(f);
+	auth_keyset_free(set);
+	return -1;
+}
+
+int
+auth_keyset_contains(const struct auth_keyset *set, const uint8_t *pk)
+{
+	size_t i;
+
+	for (i = 0; i < set->n; i++)
+		if (sodium_memcmp(set->keys[i], pk, AUTH_PUBKEY_LEN) == 0)
+			return 1;
+	return 0;
+}
+
+void
+auth_keyset_free(struct auth_keyset *set)
+{
+	if (set == NULL)
+		return;
+	free(set->keys);
+	set->keys = NULL;
+	set->n = 0;
+}
+
+#define AUTH_SIGNED_LEN (sizeof(AUTH_CONTEXT) + 1 + 4 + AUTH_PUBKEY_LEN + \
+    AUTH_EXPORTER_LEN)
+
+static void
+signed_message(uint8_t *msg, uint8_t role, uint32_t group,
+    const uint8_t *pk, const uint8_t *exporter)
+{
+	size_t off = sizeof(AUTH_CONTEXT);	/* with its NUL */
+
+	memcpy(msg, AUTH_CONTEXT, sizeof(AUTH_CONTEXT));
+	msg[off++] = role;
+	msg[off++] = (uint8_t)(group >> 24);
+	msg[off++] = (uint8_t)(group >> 16);
+	msg[off++] = (uint8_t)(group >> 8);
+	msg[off++] = (uint8_t)group;
+	memcpy(msg + off, pk, AUTH_PUBKEY_LEN);
+	off += AUTH_PUBKEY_LEN;
+	memcpy(msg + off, exporter, AUTH_EXPORTER_LEN);
+}
+
+int
+auth_sign(const struct auth_key *k, uint8_t role, uint32_t group,
+    const uint8_t exporter[AUTH_EXPORTER_LEN], uint8_t sig[AUTH_SIG_LEN])
+{
+	uint8_t msg[AUTH_SIGNED_LEN];
+
+	if (sodium_ready() == -1)
+		return -1;
+	signed_message(msg, role, group, k->pk, exporter);
+	return crypto_sign_detached(sig, NULL, msg, sizeof(msg), k->sk) == 0 ?
+	    0 : -1;
+}
+
+int
+auth_verify(const uint8_t pk[AUTH_PUBKEY_LEN], uint8_t role, uint32_t group,
+    const uint8_t exporter[AUTH_EXPORTER_LEN], const uint8_t sig[AUTH_SIG_LEN])
+{
+	uint8_t msg[AUTH_SIGNED_LEN];
+
+	if (sodium_ready() == -1)
+		return -1;
+	signed_message(msg, role, group, pk, exporter);
+	return crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) == 0 ?
+	    0 : -1;
+}
+
+void
+auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN], char buf[17])
+{
+	uint8_t hash[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(hash, pk, AUTH_PUBKEY_LEN);
+	sodium_bin2hex(buf, 17, hash, 8);
+}

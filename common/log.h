@@ -1,0 +1,44 @@
+/*
+ * log: the only way the programs speak to the operator.
+ *
+ * Verbs, after OpenBSD daemons: log_warn (appends strerror(errno)),
+ * log_warnx (without errno), log_info, log_debug, fatal/fatalx (log and
+ * exit 1).  Lines go to stderr as "program: message"; systemd's journal
+ * adds time and pid.  The level decides what is printed:
+ *   LOG_LEVEL_QUIET   only warnings and errors      (-q)
+ *   LOG_LEVEL_INFO    starts, failures, rejections  (default)
+ *   LOG_LEVEL_DEBUG   per-connection events         (-v)
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include <stdarg.h>
+
+enum log_level {
+	LOG_LEVEL_QUIET = 0,
+	LOG_LEVEL_INFO = 1,
+	LOG_LEVEL_DEBUG = 2,
+};
+
+/* Set the program name printed before each line and the level. */
+void log_init(const char *progname, enum log_level level);
+
+/* Current level (to skip building expensive debug strings). */
+enum log_level log_get_level(void);
+
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/*
+ * Log a warning followed by every error on OpenSSL's error queue (which is
+ * emptied), so that the operator sees why a TLS call failed.
+ */
+void log_warnx_ssl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

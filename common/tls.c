@@ -1,0 +1,161 @@
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "auth.h"
+
+/* Describe the OpenSSL error queue (emptied) after prefix, into err. */
+static void
+ssl_error(char *err, size_t errlen, const char *prefix)
+{
+	unsigned long e = ERR_get_error();
+	char reason[256] = "unknown error";
+
+	if (e != 0)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	snprintf(err, errlen, "%s: %s", prefix, reason);
+	ERR_clear_error();
+}
+
+static SSL_CTX *
+ctx_new(const SSL_METHOD *method)
+{
+	SSL_CTX *ctx;
+
+	if ((ctx = SSL_CTX_new(method)) == NULL)
+		return NULL;
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
+	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	/* Idle channels hold no record buffers. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+SSL_CTX *
+tls_server_ctx_new(const char *cert_path, const char *key_path, char *err,
+    size_t errlen)
+{
+	char prefix[512];
+	SSL_CTX *ctx;
+
+	if ((ctx = ctx_new(TLS_server_method())) == NULL) {
+		ssl_error(err, errlen, "TLS context");
+		return NULL;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+		snprintf(prefix, sizeof(prefix), "%s: cannot load certificate",
+		    cert_path);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) !=
+	    1) {
+		snprintf(prefix, sizeof(prefix), "%s: cannot load private key",
+		    key_path);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(prefix, sizeof(prefix), "%s does not match %s",
+		    key_path, cert_path);
+		goto fail;
+	}
+	/* No session tickets: clients do not resume (yet), and each ticket
+	 * is work and bytes on every handshake. */
+	if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+		snprintf(prefix, sizeof(prefix), "TLS tickets");
+		goto fail;
+	}
+	return ctx;
+fail:
+	ssl_error(err, errlen, prefix);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *
+tls_client_ctx_new(const char *cert_path, char *err, size_t errlen)
+{
+	char prefix[512];
+	X509_STORE *store;
+	X509 *cert = NULL;
+	SSL_CTX *ctx;
+	FILE *f;
+
+	if ((f = fopen(cert_path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", cert_path, strerror(errno));
+		return NULL;
+	}
+	cert = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (cert == NULL) {
+		snprintf(prefix, sizeof(prefix), "%s: not a PEM certificate",
+		    cert_path);
+		ssl_error(err, errlen, prefix);
+		return NULL;
+	}
+	if ((ctx = ctx_new(TLS_client_method())) == NULL) {
+		ssl_error(err, errlen, "TLS context");
+		X509_free(cert);
+		return NULL;
+	}
+	/* The store holds only the pinned certificate; PARTIAL_CHAIN lets a
+	 * self-signed leaf be its own trust anchor. */
+	store = SSL_CTX_get_cert_store(ctx);
+	if (X509_STORE_add_cert(store, cert) != 1 ||
+	    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN) != 1) {
+		snprintf(prefix, sizeof(prefix), "%s: cannot trust it",
+		    cert_path);
+		ssl_error(err, errlen, prefix);
+		X509_free(cert);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	X509_free(cert);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return ctx;
+}
+
+SSL *
+tls_client_ssl_new(SSL_CTX *ctx, const char *host)
+{
+	unsigned char addr[16];
+	SSL *ssl;
+	int is_ip;
+
+	if ((ssl = SSL_new(ctx)) == NULL)
+		return NULL;
+	is_ip = inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1;
+	if (is_ip) {
+		if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) !=
+		    1)
+			goto fail;
+	} else {
+		if (SSL_set1_host(ssl, host) != 1 ||
+		    SSL_set_tlsext_host_name(ssl, host) != 1)
+			goto fail;
+	}
+	return ssl;
+fail:
+	SSL_free(ssl);
+	return NULL;
+}
+
+int
+tls_exporter(SSL *ssl, uint8_t out[32])
+{
+	return SSL_export_keying_material(ssl, out, AUTH_EXPORTER_LEN,
+	    AUTH_EXPORTER_LABEL, strlen(AUTH_EXPORTER_LABEL), NULL, 0, 0) == 1 ?
+	    0 : -1;
+}

@@ -1,0 +1,40 @@
+/*
+ * tls: the TLS 1.3 contexts of the relay (server) and of its clients.
+ *
+ * Clients trust exactly one certificate, the relay's (-c), and check that
+ * it names the host or IP address they dialled.  Every channel carries
+ * its own end in frames (FIN/RST), so a TCP close without close_notify is
+ * not a truncation attack here: SSL_OP_IGNORE_UNEXPECTED_EOF is set and a
+ * peer's plain close reads as EOF.
+ */
+#ifndef TLS_H
+#define TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+/*
+ * Load and check the relay's certificate and key.  Returns a context or
+ * NULL with a message naming the file in err.
+ */
+SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path,
+    char *err, size_t errlen);
+
+/*
+ * A client context trusting only the certificate in cert_path.  Returns a
+ * context or NULL (err).
+ */
+SSL_CTX *tls_client_ctx_new(const char *cert_path, char *err, size_t errlen);
+
+/*
+ * A client SSL for one channel to host (a DNS name or an IP literal, which
+ * the relay's certificate must name).  Returns NULL on failure.
+ */
+SSL *tls_client_ssl_new(SSL_CTX *ctx, const char *host);
+
+/* The 32-byte AUTH exporter value of an established session; 0 or -1. */
+int tls_exporter(SSL *ssl, uint8_t out[32]);
+
+#endif
