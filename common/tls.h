@@ -6,6 +6,12 @@
  * its own end in frames (FIN/RST), so a TCP close without close_notify is
  * not a truncation attack here: SSL_OP_IGNORE_UNEXPECTED_EOF is set and a
  * peer's plain close reads as EOF.
+ *
+ * Every TLS bufferevent is made with BEV_OPT_DEFER_CALLBACKS: libevent
+ * 2.1.12 runs the EOF event callback from inside its read loop *before* it
+ * commits the bytes read in the same pass, so a synchronous callback that
+ * closes on EOF loses the last records (a FIN, say).  Deferred, the read
+ * callback runs first.
  */
 #ifndef TLS_H
 #define TLS_H

@@ -1,0 +1,686 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "frame.h"
+#include "log.h"
+#include "netaddr.h"
+
+enum conn_state {
+	CONN_WAIT_CHANNEL,	/* entry: source accepted, no channel yet */
+	CONN_RESOLVING,		/* reverse: looking up the destination */
+	CONN_CONNECTING,	/* reverse: connecting to the destination */
+	CONN_OPEN,		/* splicing */
+	CONN_CLOSING,		/* flushing the channel before freeing it */
+};
+
+struct conn {
+	enum conn_state state;
+	enum channel_role role;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct bufferevent *plain;	/* source or destination */
+	struct bufferevent *channel;	/* framed, through the relay */
+	int had_channel;
+	int fin_sent;			/* plain read side ended */
+	int fin_received;		/* channel said FIN */
+	int plain_shut;			/* shutdown(SHUT_WR) done */
+	int result_received;		/* entry: OPEN_RESULT seen */
+	int plain_paused, channel_paused;	/* backpressure */
+	struct open_msg open;		/* where to (both sides) */
+	unsigned connect_timeout;
+	struct evutil_addrinfo *addrs, *next_addr;
+	struct evdns_getaddrinfo_request *dns_req;
+	uint64_t bytes_out, bytes_in;	/* plain -> channel, channel -> plain */
+	char label[320];		/* for log lines */
+	conn_end_cb *end_cb;
+	void *end_arg;
+	LIST_ENTRY(conn) link;
+};
+
+static LIST_HEAD(, conn) conns = LIST_HEAD_INITIALIZER(conns);
+static unsigned nconns;
+
+static void channel_process(struct conn *c);
+static void conn_close(struct conn *c, int send_rst, int reset_plain);
+static void try_next_address(struct conn *c);
+
+unsigned
+conn_count(void)
+{
+	return nconns;
+}
+
+/* The one place a conn and everything it holds is freed. */
+static void
+conn_free(struct conn *c)
+{
+	conn_end_cb *cb = c->end_cb;
+	void *arg = c->end_arg;
+	int had = c->had_channel;
+
+	LIST_REMOVE(c, link);
+	nconns--;
+	if (c->dns_req != NULL) {
+		struct evdns_getaddrinfo_request *req = c->dns_req;
+		c->dns_req = NULL;
+		evdns_getaddrinfo_cancel(req);	/* callback sees CANCEL */
+	}
+	if (c->addrs != NULL)
+		evutil_freeaddrinfo(c->addrs);
+	if (c->plain != NULL)
+		bufferevent_free(c->plain);
+	if (c->channel != NULL)
+		bufferevent_free(c->channel);
+	free(c);
+	if (cb != NULL)
+		cb(arg, had);
+}
+
+static struct conn *
+conn_alloc(struct event_base *base, enum channel_role role,
+    conn_end_cb *end_cb, void *end_arg)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("calloc");
+		return NULL;
+	}
+	c->base = base;
+	c->role = role;
+	c->end_cb = end_cb;
+	c->end_arg = end_arg;
+	LIST_INSERT_HEAD(&conns, c, link);
+	nconns++;
+	return c;
+}
+
+static void
+plain_free_reset(struct conn *c)
+{
+	evutil_socket_t fd;
+
+	if (c->plain == NULL)
+		return;
+	fd = bufferevent_getfd(c->plain);
+	if (fd >= 0) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	bufferevent_free(c->plain);
+	c->plain = NULL;
+}
+
+static void
+channel_flushed_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_free(c);
+}
+
+static void
+channel_closing_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	conn_free(arg);
+}
+
+/*
+ * End the conn.  send_rst: tell the far end with RST.  reset_plain: the
+ * plain socket is closed with a reset (the connection did not end well).
+ * The channel is flushed (bounded by CONN_FLUSH_TIMEOUT), then freed.
+ */
+static void
+conn_close(struct conn *c, int send_rst, int reset_plain)
+{
+	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
+
+	if (c->state == CONN_CLOSING)
+		return;
+	c->state = CONN_CLOSING;
+	log_debug("%s: closed (%llu bytes out, %llu in)%s", c->label,
+	    (unsigned long long)c->bytes_out, (unsigned long long)c->bytes_in,
+	    reset_plain ? ", reset" : "");
+	if (reset_plain)
+		plain_free_reset(c);
+	else if (c->plain != NULL) {
+		bufferevent_free(c->plain);
+		c->plain = NULL;
+	}
+	if (c->channel == NULL) {
+		conn_free(c);
+		return;
+	}
+	if (send_rst)
+		(void)frame_write(bufferevent_get_output(c->channel), FRAME_RST,
+		    NULL, 0);
+	if (evbuffer_get_length(bufferevent_get_output(c->channel)) == 0) {
+		conn_free(c);
+		return;
+	}
+	bufferevent_disable(c->channel, EV_READ);
+	bufferevent_setwatermark(c->channel, EV_WRITE, 0, 0);
+	bufferevent_setcb(c->channel, NULL, channel_flushed_cb,
+	    channel_closing_event_cb, c);
+	bufferevent_set_timeouts(c->channel, NULL, &flush);
+	if (bufferevent_enable(c->channel, EV_WRITE) == -1)
+		conn_free(c);
+}
+
+void
+conn_abort(struct conn *c)
+{
+	conn_close(c, 1, 1);
+}
+
+/* Both directions have ended: a clean close. */
+static void
+conn_check_done(struct conn *c)
+{
+	if (c->fin_sent && c->plain_shut)
+		conn_close(c, 0, 0);
+}
+
+static void
+plain_shutdown(struct conn *c)
+{
+	if (c->plain_shut ||
+	    evbuffer_get_length(bufferevent_get_output(c->plain)) != 0)
+		return;
+	if (shutdown(bufferevent_getfd(c->plain), SHUT_WR) == -1 &&
+	    errno != ENOTCONN)
+		log_debug("%s: shutdown: %s", c->label, strerror(errno));
+	c->plain_shut = 1;
+	conn_check_done(c);
+}
+
+/* plain -> channel */
+static void
+plain_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *out = bufferevent_get_output(c->channel);
+	long n;
+
+	if (c->state != CONN_OPEN)
+		return;
+	if ((n = frame_write_data(out, bufferevent_get_input(bev),
+	    (size_t)-1)) == -1) {
+		log_warnx("%s: out of memory", c->label);
+		conn_close(c, 1, 1);
+		return;
+	}
+	c->bytes_out += (uint64_t)n;
+	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
+		bufferevent_disable(bev, EV_READ);
+		c->plain_paused = 1;
+	}
+}
+
+static void
+plain_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if (c->state != CONN_OPEN)
+		return;
+	if (c->channel_paused && c->channel != NULL) {
+		c->channel_paused = 0;
+		if (bufferevent_enable(c->channel, EV_READ) == -1) {
+			conn_close(c, 1, 1);
+			return;
+		}
+		channel_process(c);	/* frames may wait in its input */
+		if (c->state != CONN_OPEN)
+			return;
+	}
+	if (c->fin_received)
+		plain_shutdown(c);
+}
+
+static void
+open_result_send(struct conn *c, uint8_t code, const char *text)
+{
+	struct open_result_msg m;
+	uint8_t buf[1 + OPEN_RESULT_TEXT_MAX];
+	size_t len;
+
+	memset(&m, 0, sizeof(m));
+	m.code = code;
+	snprintf(m.text, sizeof(m.text), "%s", text);
+	len = open_result_encode(&m, buf);
+	(void)frame_write(bufferevent_get_output(c->channel),
+	    FRAME_OPEN_RESULT, buf, len);
+}
+
+/* reverse-proxy: the destination could not be reached at all. */
+static void
+open_failed(struct conn *c, uint8_t code, const char *why)
+{
+	char text[OPEN_RESULT_TEXT_MAX + 1];
+
+	snprintf(text, sizeof(text), "%s:%u: %s", c->open.host, c->open.port,
+	    why);
+	log_info("%s: %s", c->label, text);
+	open_result_send(c, code, text);
+	conn_close(c, 0, 1);
+}
+
+static void
+plain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (c->state == CONN_CONNECTING) {
+		if (what & BEV_EVENT_CONNECTED) {
+			(void)netaddr_set_nodelay(bufferevent_getfd(bev));
+			bufferevent_set_timeouts(bev, NULL, NULL);
+			log_debug("%s: connected to %s:%u", c->label,
+			    c->open.host, c->open.port);
+			open_result_send(c, OPEN_OK, "");
+			c->state = CONN_OPEN;
+			if (bufferevent_enable(bev, EV_READ | EV_WRITE) ==
+			    -1 || bufferevent_enable(c->channel, EV_READ) ==
+			    -1) {
+				conn_close(c, 1, 1);
+				return;
+			}
+			channel_process(c);
+			return;
+		}
+		/* This address failed: try the next one, if any. */
+		bufferevent_free(c->plain);
+		c->plain = NULL;
+		if (c->next_addr != NULL) {
+			try_next_address(c);
+			return;
+		}
+		if (what & BEV_EVENT_TIMEOUT)
+			open_failed(c, OPEN_UNREACHABLE, "connect timed out");
+		else
+			open_failed(c, err == ECONNREFUSED ? OPEN_REFUSED :
+			    OPEN_UNREACHABLE, evutil_socket_error_to_string(
+			    err));
+		return;
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	if (what & BEV_EVENT_EOF) {
+		/* Our peer is done sending: pass on what is left, then FIN.
+		 * Reading stays off; writing goes on (half-close). */
+		plain_read_cb(bev, c);
+		if (c->state != CONN_OPEN)
+			return;
+		if (frame_write(bufferevent_get_output(c->channel), FRAME_FIN,
+		    NULL, 0) == -1) {
+			conn_close(c, 1, 1);
+			return;
+		}
+		c->fin_sent = 1;
+		log_debug("%s: %s closed its side", c->label,
+		    c->role == ROLE_ENTRY ? "source" : "destination");
+		conn_check_done(c);
+		return;
+	}
+	log_debug("%s: %s: %s", c->label, c->role == ROLE_ENTRY ?
+	    "source" : "destination", (what & BEV_EVENT_TIMEOUT) ?
+	    "timed out" : evutil_socket_error_to_string(err));
+	conn_close(c, 1, 1);
+}
+
+/* channel -> plain, frame by frame, as far as the input goes. */
+static void
+channel_process(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->channel);
+	struct evbuffer *out;
+	struct frame_header h;
+	struct open_result_msg result;
+	uint8_t payload[FRAME_CONTROL_MAX];
+	char err[160];
+	int r;
+
+	while (c->state == CONN_OPEN &&
+	    (r = frame_peek(in, &h, err, sizeof(err))) == 1) {
+		out = bufferevent_get_output(c->plain);
+		switch (h.type) {
+		case FRAME_DATA:
+			if (c->fin_received ||
+			    (c->role == ROLE_ENTRY && !c->result_received))
+				goto unexpected;
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			if (evbuffer_remove_buffer(in, out, h.length) !=
+			    (int)h.length) {
+				conn_close(c, 1, 1);
+				return;
+			}
+			c->bytes_in += h.length;
+			break;
+		case FRAME_FIN:
+			if (c->fin_received)
+				goto unexpected;
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			c->fin_received = 1;
+			plain_shutdown(c);
+			break;
+		case FRAME_RST:
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			log_debug("%s: reset by the far end", c->label);
+			conn_close(c, 0, 1);
+			return;
+		case FRAME_PING:
+		case FRAME_PONG:
+			/* Keepalives that crossed the pairing: no meaning
+			 * end to end. */
+			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			break;
+		case FRAME_OPEN_RESULT:
+			if (c->role != ROLE_ENTRY || c->result_received)
+				goto unexpected;
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			evbuffer_remove(in, payload, h.length);
+			if (open_result_decode(payload, h.length, &result, err,
+			    sizeof(err)) == -1) {
+				log_warnx("%s: protocol error: %s", c->label,
+				    err);
+				conn_close(c, 1, 1);
+				return;
+			}
+			if (result.code != OPEN_OK) {
+				log_info("%s: cannot open: %s%s%s", c->label,
+				    open_code_text(result.code),
+				    result.text[0] ? ": " : "", result.text);
+				conn_close(c, 0, 1);
+				return;
+			}
+			c->result_received = 1;
+			log_debug("%s: open", c->label);
+			break;
+		default:
+			goto unexpected;
+		}
+	}
+	if (c->state != CONN_OPEN)
+		return;
+	if (r == -1) {
+		log_warnx("%s: protocol error: %s", c->label, err);
+		conn_close(c, 1, 1);
+		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_output(c->plain)) >=
+	    CONN_HIGH_WATER) {
+		bufferevent_disable(c->channel, EV_READ);
+		c->channel_paused = 1;
+	}
+	return;
+unexpected:
+	log_warnx("%s: protocol error: unexpected %s", c->label,
+	    frame_type_name(h.type));
+	conn_close(c, 1, 1);
+}
+
+static void
+channel_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	channel_process(arg);
+}
+
+static void
+channel_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	if (c->state == CONN_OPEN && c->plain_paused && !c->fin_sent) {
+		c->plain_paused = 0;
+		if (bufferevent_enable(c->plain, EV_READ) == -1)
+			conn_close(c, 1, 1);
+	}
+}
+
+static void
+channel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
+
+	(void)bev;
+	bufferevent_free(c->channel);
+	c->channel = NULL;
+	if (c->fin_sent && c->fin_received) {
+		/* Both ends said FIN: the far end may close its channel at
+		 * once.  What is still buffered for the plain socket goes out
+		 * (bounded by a write timeout), then the conn ends. */
+		log_debug("%s: channel closed after FIN both ways", c->label);
+		bufferevent_set_timeouts(c->plain, NULL, &flush);
+		plain_shutdown(c);
+		return;
+	}
+	/* The relay or the far end went away without FIN or RST: what the
+	 * plain side got may be incomplete, so it gets a reset. */
+	log_debug("%s: channel %s", c->label, (what & BEV_EVENT_EOF) ?
+	    "closed" : (what & BEV_EVENT_TIMEOUT) ? "timed out" : "failed");
+	conn_close(c, 0, 1);
+}
+
+static void
+channel_setup(struct conn *c, struct bufferevent *channel)
+{
+	c->channel = channel;
+	c->had_channel = 1;
+	bufferevent_setcb(channel, channel_read_cb, channel_write_cb,
+	    channel_event_cb, c);
+	bufferevent_setwatermark(channel, EV_WRITE, CONN_LOW_WATER, 0);
+	bufferevent_set_timeouts(channel, NULL, NULL);
+}
+
+struct conn *
+conn_new_source(struct event_base *base, evutil_socket_t fd,
+    const struct sockaddr *source, const char *label, const char *dest_host,
+    uint16_t dest_port, conn_end_cb *end_cb, void *end_arg)
+{
+	char src[NETADDR_STRLEN];
+	struct conn *c;
+
+	if ((c = conn_alloc(base, ROLE_ENTRY, end_cb, end_arg)) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	netaddr_format(source, src);
+	snprintf(c->label, sizeof(c->label), "%s: %s", label, src);
+	snprintf(c->open.host, sizeof(c->open.host), "%s", dest_host);
+	snprintf(c->open.source, sizeof(c->open.source), "%s", src);
+	c->open.port = dest_port;
+	c->state = CONN_WAIT_CHANNEL;
+	(void)netaddr_set_nodelay(fd);
+	c->plain = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->plain == NULL) {
+		close(fd);
+		c->end_cb = NULL;	/* the caller sees NULL instead */
+		conn_free(c);
+		return NULL;
+	}
+	bufferevent_setcb(c->plain, plain_read_cb, plain_write_cb,
+	    plain_event_cb, c);
+	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
+	return c;
+}
+
+void
+conn_attach_channel(struct conn *c, struct bufferevent *channel)
+{
+	uint8_t buf[FRAME_CONTROL_MAX];
+	size_t len;
+
+	channel_setup(c, channel);
+	len = open_msg_encode(&c->open, buf);
+	if (frame_write(bufferevent_get_output(channel), FRAME_OPEN, buf,
+	    len) == -1) {
+		conn_close(c, 1, 1);
+		return;
+	}
+	log_debug("%s: OPEN %s:%u", c->label, c->open.host, c->open.port);
+	c->state = CONN_OPEN;
+	if (bufferevent_enable(c->plain, EV_READ | EV_WRITE) == -1 ||
+	    bufferevent_enable(channel, EV_READ | EV_WRITE) == -1) {
+		conn_close(c, 1, 1);
+		return;
+	}
+	channel_process(c);
+}
+
+static void
+try_next_address(struct conn *c)
+{
+	struct timeval tv = { (time_t)c->connect_timeout, 0 };
+	struct evutil_addrinfo *ai = c->next_addr;
+
+	c->next_addr = ai->ai_next;
+	c->plain = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->plain == NULL) {
+		open_failed(c, OPEN_UNREACHABLE, "out of memory");
+		return;
+	}
+	bufferevent_setcb(c->plain, plain_read_cb, plain_write_cb,
+	    plain_event_cb, c);
+	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
+	bufferevent_set_timeouts(c->plain, NULL, &tv);
+	/* A failure, even an immediate one, comes to plain_event_cb. */
+	(void)bufferevent_socket_connect(c->plain, ai->ai_addr,
+	    (int)ai->ai_addrlen);
+}
+
+static void
+resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct conn *c = arg;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		return;		/* c is being freed */
+	c->dns_req = NULL;
+	if (result != 0 || res == NULL) {
+		open_failed(c, OPEN_RESOLVE_FAILED, evutil_gai_strerror(
+		    result));
+		return;
+	}
+	c->addrs = c->next_addr = res;
+	c->state = CONN_CONNECTING;
+	try_next_address(c);
+}
+
+/* Names under .invalid never resolve (RFC 6761): fail at once. */
+static int
+name_is_invalid(const char *host)
+{
+	size_t n = strlen(host);
+
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	return (n == 7 && strncasecmp(host, "invalid", 7) == 0) ||
+	    (n > 7 && strncasecmp(host + n - 8, ".invalid", 8) == 0);
+}
+
+void
+conn_new_reverse(struct event_base *base, struct evdns_base *dns,
+    struct bufferevent *channel, unsigned connect_timeout,
+    conn_end_cb *end_cb, void *end_arg)
+{
+	struct evbuffer *in = bufferevent_get_input(channel);
+	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
+	struct frame_header h;
+	uint8_t payload[FRAME_CONTROL_MAX];
+	char err[160], port[8];
+	struct conn *c;
+	int r;
+
+	if ((c = conn_alloc(base, ROLE_REVERSE, end_cb, end_arg)) == NULL) {
+		bufferevent_free(channel);
+		if (end_cb != NULL)
+			end_cb(end_arg, 1);
+		return;
+	}
+	c->dns = dns;
+	c->connect_timeout = connect_timeout;
+	c->state = CONN_RESOLVING;
+	channel_setup(c, channel);
+	snprintf(c->label, sizeof(c->label), "channel");
+	/* The pool handed over a channel with a whole frame buffered. */
+	if ((r = frame_peek(in, &h, err, sizeof(err))) != 1 ||
+	    h.type != FRAME_OPEN) {
+		log_warnx("protocol error: relay sent %s where OPEN was "
+		    "expected", r == 1 ? frame_type_name(h.type) : "junk");
+		conn_close(c, 1, 0);
+		return;
+	}
+	evbuffer_drain(in, FRAME_HEADER_LEN);
+	evbuffer_remove(in, payload, h.length);
+	if (open_msg_decode(payload, h.length, &c->open, err, sizeof(err)) ==
+	    -1) {
+		log_warnx("protocol error: %s", err);
+		open_result_send(c, OPEN_BAD_REQUEST, err);
+		conn_close(c, 0, 0);
+		return;
+	}
+	snprintf(c->label, sizeof(c->label), "%s -> %s:%u", c->open.source,
+	    c->open.host, c->open.port);
+	log_debug("%s: OPEN", c->label);
+	/* Data behind OPEN waits in the channel until the destination is
+	 * connected. */
+	bufferevent_disable(channel, EV_READ);
+	if (name_is_invalid(c->open.host)) {
+		open_failed(c, OPEN_RESOLVE_FAILED, "name under .invalid");
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	snprintf(port, sizeof(port), "%u", c->open.port);
+	if (evutil_getaddrinfo(c->open.host, port, &(struct evutil_addrinfo){
+	    .ai_flags = EVUTIL_AI_NUMERICHOST, .ai_socktype = SOCK_STREAM,
+	    .ai_protocol = IPPROTO_TCP }, &c->addrs) == 0) {
+		c->next_addr = c->addrs;
+		c->state = CONN_CONNECTING;
+		try_next_address(c);
+		return;
+	}
+	/* The callback may run before evdns_getaddrinfo returns. */
+	req = evdns_getaddrinfo(dns, c->open.host, port, &hints, resolved_cb,
+	    c);
+	/* NULL: the callback has run already and c may be gone. */
+	if (req != NULL)
+		c->dns_req = req;
+}
+
+void
+conn_free_all(void)
+{
+	struct conn *c;
+
+	while ((c = LIST_FIRST(&conns)) != NULL) {
+		c->end_cb = NULL;
+		conn_free(c);
+	}
+}

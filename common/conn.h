@@ -1,0 +1,73 @@
+/*
+ * conn: one user connection, end to end, as the entry-point or the
+ * reverse-proxy sees it: a plain TCP socket (the source, or the
+ * destination) spliced to a channel that speaks frames through the relay.
+ *
+ *   plain  --read-->  DATA frames  --> channel
+ *   plain  <--write-- DATA frames  <-- channel
+ *
+ * Each direction has its own end: EOF on the plain socket sends FIN; a FIN
+ * from the channel shuts down the plain socket's write side once what is
+ * buffered has been written (half-close).  The connection ends cleanly
+ * when both directions have ended, and at once on RST, on a protocol
+ * error or when either socket fails (the other side then gets RST).
+ * Backpressure: when one side's output passes CONN_HIGH_WATER, reading the
+ * other side stops until the output drains to CONN_LOW_WATER.
+ *
+ * A conn owns both bufferevents and frees them in one place.  The owner
+ * hears of the end through end_cb, after which the conn is gone.
+ */
+#ifndef CONN_H
+#define CONN_H
+
+#include <stdint.h>
+
+#include <event2/util.h>
+
+struct bufferevent;
+struct event_base;
+struct evdns_base;
+struct conn;
+
+#define CONN_HIGH_WATER (256 * 1024)
+#define CONN_LOW_WATER (64 * 1024)
+#define CONN_FLUSH_TIMEOUT 10		/* seconds to flush a closing side */
+
+/* had_channel: the conn held a channel from the pool (to release it). */
+typedef void conn_end_cb(void *arg, int had_channel);
+
+/*
+ * entry-point: a new source connection (fd accepted, non-blocking) that
+ * will be carried to dest_host:dest_port.  It does nothing until
+ * conn_attach_channel.  label names it in log lines (the route).
+ * Returns NULL (fd closed) on failure.
+ */
+struct conn *conn_new_source(struct event_base *base, evutil_socket_t fd,
+    const struct sockaddr *source, const char *label, const char *dest_host,
+    uint16_t dest_port, conn_end_cb *end_cb, void *end_arg);
+
+/*
+ * entry-point: give the source its channel: sends OPEN and starts the
+ * splice (the source's data follows OPEN at once).
+ */
+void conn_attach_channel(struct conn *c, struct bufferevent *channel);
+
+/*
+ * reverse-proxy: a channel whose input begins with OPEN.  Resolves and
+ * connects to the destination (each address in turn, connect_timeout
+ * seconds each), answers OPEN_RESULT, then splices.
+ */
+void conn_new_reverse(struct event_base *base, struct evdns_base *dns,
+    struct bufferevent *channel, unsigned connect_timeout,
+    conn_end_cb *end_cb, void *end_arg);
+
+/* Close c at once (the source or destination sees a reset). */
+void conn_abort(struct conn *c);
+
+/* Close every conn (at exit). */
+void conn_free_all(void);
+
+/* Number of live conns. */
+unsigned conn_count(void);
+
+#endif

@@ -1,0 +1,87 @@
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+static struct event *sig_int, *sig_term;
+
+void
+daemon_parse_options(struct opts *o, const struct opt_spec *specs,
+    size_t nspecs, int argc, char **argv, const char *progname,
+    const char *usage)
+{
+	char err[512];
+
+	switch (opts_parse(o, specs, nspecs, argc, argv, 1, progname, usage,
+	    err, sizeof(err))) {
+	case 0:
+		return;
+	case 1:
+		opts_free(o);
+		exit(0);
+	default:
+		fprintf(stderr, "%s: %s\n", progname, err);
+		opts_free(o);
+		exit(EXIT_USAGE);
+	}
+}
+
+void
+daemon_log_init(const char *progname, int verbose, int quiet)
+{
+	log_init(progname, quiet ? LOG_LEVEL_QUIET : verbose ?
+	    LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	(void)what;
+	log_info("%s, shutting down", sig == SIGINT ? "interrupted" :
+	    "terminated");
+	event_base_loopbreak(base);
+}
+
+struct event_base *
+daemon_base_new(void)
+{
+	struct event_base *base;
+
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		fatal("signal");
+	if ((base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	sig_int = evsignal_new(base, SIGINT, signal_cb, base);
+	sig_term = evsignal_new(base, SIGTERM, signal_cb, base);
+	if (sig_int == NULL || sig_term == NULL ||
+	    evsignal_add(sig_int, NULL) == -1 ||
+	    evsignal_add(sig_term, NULL) == -1)
+		fatalx("cannot set up signal handling");
+	return base;
+}
+
+int
+daemon_run(struct event_base *base)
+{
+	return event_base_dispatch(base) == -1 ? -1 : 0;
+}
+
+void
+daemon_base_free(struct event_base *base)
+{
+	if (sig_int != NULL)
+		event_free(sig_int);
+	if (sig_term != NULL)
+		event_free(sig_term);
+	sig_int = sig_term = NULL;
+	if (base != NULL)
+		event_base_free(base);
+}

@@ -1,0 +1,132 @@
+#include "netaddr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int
+netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
+    uint16_t *port, char *err, size_t errlen)
+{
+	const char *colon, *hstart = s, *hend;
+	unsigned long p;
+	char *end;
+
+	if (s[0] == '[') {
+		if ((hend = strchr(s, ']')) == NULL || hend[1] != ':') {
+			snprintf(err, errlen, "'%s': expected [ipv6]:port", s);
+			return -1;
+		}
+		hstart = s + 1;
+		colon = hend + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL) {
+			snprintf(err, errlen, "'%s': expected host:port", s);
+			return -1;
+		}
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			snprintf(err, errlen, "'%s': IPv6 addresses go in "
+			    "brackets, [addr]:port", s);
+			return -1;
+		}
+		hend = colon;
+	}
+	if (hend == hstart || (size_t)(hend - hstart) >= hostlen) {
+		snprintf(err, errlen, "'%s': %s host", s, hend == hstart ?
+		    "empty" : "too long a");
+		return -1;
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 ||
+	    p < 1 || p > 65535) {
+		snprintf(err, errlen, "'%s': port is not a number (1-65535)",
+		    s);
+		return -1;
+	}
+	memcpy(host, hstart, (size_t)(hend - hstart));
+	host[hend - hstart] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+void
+netaddr_format(const struct sockaddr *sa, char buf[NETADDR_STRLEN])
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+		snprintf(buf, NETADDR_STRLEN, "%s:%u", ip,
+		    ntohs(sin->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 =
+		    (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], ip,
+			    sizeof(ip));
+			snprintf(buf, NETADDR_STRLEN, "%s:%u", ip,
+			    ntohs(s6->sin6_port));
+		} else {
+			inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+			snprintf(buf, NETADDR_STRLEN, "[%s]:%u", ip,
+			    ntohs(s6->sin6_port));
+		}
+	} else {
+		snprintf(buf, NETADDR_STRLEN, "(family %d)", sa->sa_family);
+	}
+}
+
+int
+netaddr_listen(const struct sockaddr *sa, socklen_t salen, int dual_stack,
+    char *err, size_t errlen)
+{
+	char name[NETADDR_STRLEN];
+	int fd, one = 1, v6only = dual_stack ? 0 : 1;
+
+	netaddr_format(sa, name);
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s: socket: %s", name, strerror(errno));
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ==
+	    -1)
+		goto fail;
+	if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &v6only, sizeof(v6only)) == -1)
+		goto fail;
+	if (bind(fd, sa, salen) == -1 || listen(fd, SOMAXCONN) == -1)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "cannot listen on %s: %s", name,
+	    strerror(errno));
+	close(fd);
+	return -1;
+}
+
+int
+netaddr_set_nodelay(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void
+netaddr_close_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}

@@ -1,0 +1,482 @@
+#include "pool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <sodium.h>
+
+#include "auth.h"
+#include "frame.h"
+#include "log.h"
+#include "netaddr.h"
+#include "tls.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+enum chan_state {
+	CHAN_DIALING,		/* TCP connect and TLS handshake */
+	CHAN_AUTH_SENT,		/* waiting for AUTH_RESULT */
+	CHAN_IDLE,		/* ready, pinging */
+};
+
+struct pool_chan {
+	struct pool *pool;
+	struct bufferevent *bev;
+	struct event *ping;
+	enum chan_state state;
+	TAILQ_ENTRY(pool_chan) link;
+};
+
+TAILQ_HEAD(chan_list, pool_chan);
+
+struct pool {
+	struct pool_config cfg;
+	char relay_name[NETADDR_STRLEN + 8];
+	struct chan_list dialing;	/* CHAN_DIALING and CHAN_AUTH_SENT */
+	struct chan_list idle;
+	unsigned ndialing, nidle, in_use, waiting;
+	unsigned failures;		/* dials failed in a row */
+	struct event *retry;		/* backoff timer */
+	int retry_pending;
+	int connected_once;
+	char last_error[256];		/* to log a repeated failure once */
+};
+
+static void pool_refill(struct pool *p);
+
+const char *
+pool_relay_name(const struct pool *p)
+{
+	return p->relay_name;
+}
+
+/* One owner frees a channel: the pool, while the channel is its own. */
+static void
+chan_free(struct pool_chan *c)
+{
+	struct pool *p = c->pool;
+
+	if (c->state == CHAN_IDLE) {
+		TAILQ_REMOVE(&p->idle, c, link);
+		p->nidle--;
+	} else {
+		TAILQ_REMOVE(&p->dialing, c, link);
+		p->ndialing--;
+	}
+	if (c->ping != NULL)
+		event_free(c->ping);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	free(c);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+
+	(void)fd;
+	(void)what;
+	p->retry_pending = 0;
+	pool_refill(p);
+}
+
+/* A dial failed: log why (once while it keeps failing the same way) and
+ * schedule the next try with exponential backoff and jitter. */
+static void
+dial_failed(struct pool_chan *c, const char *why)
+{
+	struct pool *p = c->pool;
+	unsigned long ms;
+	struct timeval tv;
+	unsigned shift;
+
+	if (strcmp(why, p->last_error) != 0) {
+		log_warnx("relay %s: %s", p->relay_name, why);
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	} else {
+		log_debug("relay %s: %s (again)", p->relay_name, why);
+	}
+	chan_free(c);
+	p->failures++;
+	shift = p->failures > 8 ? 8 : p->failures - 1;
+	ms = (unsigned long)BACKOFF_MIN_MS << shift;
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	/* Jitter: between 3/4 and 5/4 of the delay. */
+	ms = ms * 3 / 4 + randombytes_uniform((uint32_t)(ms / 2 + 1));
+	if (!p->retry_pending) {
+		tv.tv_sec = (time_t)(ms / 1000);
+		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+		if (evtimer_add(p->retry, &tv) == 0)
+			p->retry_pending = 1;
+		else
+			log_warnx("relay %s: cannot arm the retry timer",
+			    p->relay_name);
+	}
+}
+
+static void
+ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool_chan *c = arg;
+	struct pool *p = c->pool;
+
+	(void)fd;
+	(void)what;
+	if (frame_write(bufferevent_get_output(c->bev), FRAME_PING, NULL, 0)
+	    == -1) {
+		log_warnx("relay %s: cannot queue a PING", p->relay_name);
+		chan_free(c);
+		pool_refill(p);
+	}
+}
+
+/* The channel is authenticated: it joins the idle list.  Returns 0, or -1
+ * when it had to be closed (c is gone). */
+static int
+chan_ready(struct pool_chan *c)
+{
+	struct pool *p = c->pool;
+	struct timeval ping = { POOL_PING_INTERVAL, 0 };
+	struct timeval dead = { POOL_DEAD_AFTER, 0 };
+
+	TAILQ_REMOVE(&p->dialing, c, link);
+	p->ndialing--;
+	c->state = CHAN_IDLE;
+	TAILQ_INSERT_TAIL(&p->idle, c, link);
+	p->nidle++;
+	if (p->failures > 0 || !p->connected_once)
+		log_info("relay %s: connected (group %u)", p->relay_name,
+		    p->cfg.group);
+	p->failures = 0;
+	p->connected_once = 1;
+	p->last_error[0] = '\0';
+	bufferevent_set_timeouts(c->bev, &dead, NULL);
+	if (c->ping == NULL)
+		c->ping = event_new(p->cfg.base, -1, EV_PERSIST, ping_cb, c);
+	if (c->ping == NULL || event_add(c->ping, &ping) == -1) {
+		log_warnx("relay %s: cannot arm the ping timer",
+		    p->relay_name);
+		chan_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Hand c's bufferevent to the caller; the pool forgets the channel. */
+static struct bufferevent *
+chan_hand_off(struct pool_chan *c)
+{
+	struct bufferevent *bev = c->bev;
+	struct pool *p = c->pool;
+
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	c->bev = NULL;
+	chan_free(c);
+	p->in_use++;
+	return bev;
+}
+
+static void
+chan_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct pool_chan *c = arg;
+	struct pool *p = c->pool;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct frame_header h;
+	uint8_t payload[FRAME_CONTROL_MAX];
+	char err[128], why[256];
+	int r;
+
+	while ((r = frame_peek(in, &h, err, sizeof(err))) == 1) {
+		if (c->state == CHAN_AUTH_SENT) {
+			if (h.type != FRAME_AUTH_RESULT) {
+				snprintf(why, sizeof(why), "protocol error: "
+				    "%s before AUTH_RESULT",
+				    frame_type_name(h.type));
+				dial_failed(c, why);
+				return;
+			}
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			evbuffer_remove(in, payload, h.length);
+			if (payload[0] != PROTOCOL_VERSION ||
+			    payload[1] != AUTH_OK) {
+				snprintf(why, sizeof(why), "refused "
+				    "authentication: %s (relay protocol "
+				    "version %u)", auth_code_text(payload[1]),
+				    payload[0]);
+				/* Shown under the relay's name by dial_failed:
+				 * "relay H:P refused authentication: ..." */
+				dial_failed(c, why);
+				return;
+			}
+			if (chan_ready(c) == -1 || p->cfg.on_idle != NULL) {
+				/* on_idle may take c out of the pool: leave
+				 * anything further to its new owner. */
+				if (p->cfg.on_idle != NULL)
+					p->cfg.on_idle(p->cfg.arg);
+				pool_refill(p);
+				return;
+			}
+			pool_refill(p);
+			continue;
+		}
+		if (h.type == FRAME_PONG) {
+			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			continue;
+		}
+		if (p->cfg.on_open != NULL) {
+			/* An OPEN for the reverse-proxy: the caller reads
+			 * it, and whatever follows, from here on. */
+			bev = chan_hand_off(c);
+			p->cfg.on_open(bev, p->cfg.arg);
+			pool_refill(p);
+			return;
+		}
+		log_warnx("relay %s: protocol error: unexpected %s on an idle "
+		    "channel", p->relay_name, frame_type_name(h.type));
+		chan_free(c);
+		pool_refill(p);
+		return;
+	}
+	if (r == -1) {
+		snprintf(why, sizeof(why), "protocol error: %s", err);
+		if (c->state == CHAN_IDLE) {
+			log_warnx("relay %s: %s", p->relay_name, why);
+			chan_free(c);
+			pool_refill(p);
+		} else {
+			dial_failed(c, why);
+		}
+	}
+}
+
+/* Describe why a channel failed, from the TLS, socket and DNS layers. */
+static void
+describe_error(struct bufferevent *bev, short what, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long e;
+	long verify;
+	int dns_err, sock_err = EVUTIL_SOCKET_ERROR();
+	char reason[200] = "";
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(buf, len, "timed out");
+		return;
+	}
+	if ((dns_err = bufferevent_socket_get_dns_error(bev)) != 0) {
+		snprintf(buf, len, "cannot resolve: %s",
+		    evutil_gai_strerror(dns_err));
+		return;
+	}
+	if (ssl != NULL && (verify = SSL_get_verify_result(ssl)) !=
+	    X509_V_OK) {
+		snprintf(buf, len, "TLS handshake failed: certificate verify "
+		    "failed: %s", X509_verify_cert_error_string(verify));
+		while (bufferevent_get_openssl_error(bev) != 0)
+			;
+		return;
+	}
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (reason[0] == '\0')
+			ERR_error_string_n(e, reason, sizeof(reason));
+	if (reason[0] != '\0')
+		snprintf(buf, len, "TLS failed: %s", reason);
+	else if (what & BEV_EVENT_EOF)
+		snprintf(buf, len, "connection closed by the relay");
+	else if (sock_err != 0)
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(
+		    sock_err));
+	else
+		snprintf(buf, len, "connection failed");
+}
+
+static void
+chan_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct pool_chan *c = arg;
+	struct pool *p = c->pool;
+	uint8_t exporter[AUTH_EXPORTER_LEN];
+	uint8_t payload[AUTH_PAYLOAD_LEN];
+	struct auth_msg m;
+	char why[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TCP connected and TLS handshake done. */
+		(void)netaddr_set_nodelay(bufferevent_getfd(bev));
+		m.version = PROTOCOL_VERSION;
+		m.role = p->cfg.role;
+		m.group = p->cfg.group;
+		memcpy(m.pubkey, p->cfg.key->pk, AUTH_PUBKEY_LEN);
+		if (tls_exporter(bufferevent_openssl_get_ssl(bev), exporter) ==
+		    -1 || auth_sign(p->cfg.key, m.role, m.group, exporter,
+		    m.sig) == -1) {
+			dial_failed(c, "cannot sign AUTH");
+			return;
+		}
+		auth_msg_encode(&m, payload);
+		if (frame_write(bufferevent_get_output(bev), FRAME_AUTH,
+		    payload, sizeof(payload)) == -1) {
+			dial_failed(c, "cannot queue AUTH");
+			return;
+		}
+		c->state = CHAN_AUTH_SENT;
+		return;
+	}
+	describe_error(bev, what, why, sizeof(why));
+	if (c->state == CHAN_IDLE) {
+		/* An idle channel went away: say so once, then redial. */
+		if (what & BEV_EVENT_TIMEOUT)
+			log_warnx("relay %s: idle channel silent for %d s, "
+			    "closing it", p->relay_name, POOL_DEAD_AFTER);
+		else
+			log_debug("relay %s: idle channel closed: %s",
+			    p->relay_name, why);
+		chan_free(c);
+		pool_refill(p);
+		return;
+	}
+	if (c->state == CHAN_AUTH_SENT && (what & BEV_EVENT_EOF))
+		snprintf(why, sizeof(why), "closed the channel during "
+		    "authentication");
+	dial_failed(c, why);
+}
+
+static void
+chan_dial(struct pool *p)
+{
+	struct timeval tv = { POOL_DIAL_TIMEOUT, 0 };
+	struct pool_chan *c;
+	SSL *ssl;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("relay %s: calloc", p->relay_name);
+		return;
+	}
+	c->pool = p;
+	c->state = CHAN_DIALING;
+	TAILQ_INSERT_TAIL(&p->dialing, c, link);
+	p->ndialing++;
+	if ((ssl = tls_client_ssl_new(p->cfg.ssl_ctx, p->cfg.relay_host)) ==
+	    NULL) {
+		dial_failed(c, "cannot set up TLS");
+		return;
+	}
+	c->bev = bufferevent_openssl_socket_new(p->cfg.base, -1, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (c->bev == NULL) {
+		SSL_free(ssl);
+		dial_failed(c, "cannot set up TLS");
+		return;
+	}
+	bufferevent_setcb(c->bev, chan_read_cb, NULL, chan_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) == -1) {
+		dial_failed(c, "cannot start reading");
+		return;
+	}
+	/* On failure libevent reports through chan_event_cb, which frees
+	 * c; do not touch it after an error return. */
+	(void)bufferevent_socket_connect_hostname(c->bev, p->cfg.dns,
+	    AF_UNSPEC, p->cfg.relay_host, p->cfg.relay_port);
+}
+
+static void
+pool_refill(struct pool *p)
+{
+	unsigned target, inflight_max;
+
+	if (p->retry_pending)
+		return;
+	target = p->cfg.min + p->in_use / 2 + p->waiting;
+	if (target > p->cfg.max)
+		target = p->cfg.max;
+	/* After a failure, probe with one dial at a time. */
+	inflight_max = p->failures > 0 ? 1 : POOL_DIALS_MAX;
+	while (p->nidle + p->ndialing < target && p->ndialing < inflight_max &&
+	    !p->retry_pending)
+		chan_dial(p);
+}
+
+struct pool *
+pool_new(const struct pool_config *config)
+{
+	struct pool *p;
+	char host[NETADDR_STRLEN];
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->cfg = *config;
+	TAILQ_INIT(&p->dialing);
+	TAILQ_INIT(&p->idle);
+	if (strchr(config->relay_host, ':') != NULL)
+		snprintf(host, sizeof(host), "[%s]", config->relay_host);
+	else
+		snprintf(host, sizeof(host), "%s", config->relay_host);
+	snprintf(p->relay_name, sizeof(p->relay_name), "%s:%u", host,
+	    config->relay_port);
+	if ((p->retry = evtimer_new(config->base, retry_cb, p)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	pool_refill(p);
+	return p;
+}
+
+struct bufferevent *
+pool_take(struct pool *p)
+{
+	struct pool_chan *c = TAILQ_FIRST(&p->idle);
+	struct bufferevent *bev;
+
+	if (c == NULL)
+		return NULL;
+	bev = chan_hand_off(c);
+	pool_refill(p);
+	return bev;
+}
+
+void
+pool_set_waiting(struct pool *p, unsigned waiting)
+{
+	p->waiting = waiting;
+	pool_refill(p);
+}
+
+void
+pool_release(struct pool *p)
+{
+	if (p->in_use > 0)
+		p->in_use--;
+}
+
+void
+pool_free(struct pool *p)
+{
+	struct pool_chan *c;
+
+	if (p == NULL)
+		return;
+	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+		chan_free(c);
+	while ((c = TAILQ_FIRST(&p->dialing)) != NULL)
+		chan_free(c);
+	event_free(p->retry);
+	free(p);
+}

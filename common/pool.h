@@ -1,0 +1,80 @@
+/*
+ * pool: the entry-point's and reverse-proxy's pool of idle, authenticated
+ * channels to the relay.
+ *
+ * The pool dials channels (TCP, TLS 1.3, AUTH), keeps them alive with
+ * PING while idle, and replaces each one it hands out at once.  Its size
+ * follows demand between a floor and a ceiling:
+ *     target idle = clamp(min + in_use / 2 + waiting, min, max)
+ * with at most POOL_DIALS_MAX handshakes in flight.  When dials fail it
+ * backs off exponentially (100 ms .. 5 s, with jitter) and probes with one
+ * dial at a time until one succeeds.
+ *
+ * A channel that leaves the pool is a bufferevent that the caller owns
+ * from then on; the caller reports its end with pool_release().
+ */
+#ifndef POOL_H
+#define POOL_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+struct bufferevent;
+struct event_base;
+struct evdns_base;
+struct auth_key;
+struct pool;
+
+#define POOL_DIALS_MAX 32		/* handshakes in flight at once */
+#define POOL_PING_INTERVAL 5		/* seconds between PINGs when idle */
+#define POOL_DEAD_AFTER 15		/* seconds of silence: channel dead */
+#define POOL_DIAL_TIMEOUT 10		/* seconds for TCP + TLS + AUTH */
+
+struct pool_config {
+	struct event_base *base;
+	struct evdns_base *dns;
+	SSL_CTX *ssl_ctx;
+	const char *relay_host;		/* name or IP the cert must match */
+	uint16_t relay_port;
+	const struct auth_key *key;
+	uint8_t role;			/* ROLE_ENTRY or ROLE_REVERSE */
+	uint32_t group;
+	unsigned min, max;
+	/*
+	 * entry-point: a channel became idle (call pool_take to use it).
+	 * reverse-proxy: NULL.
+	 */
+	void (*on_idle)(void *arg);
+	/*
+	 * reverse-proxy: an idle channel received a frame other than PONG
+	 * (an OPEN, still unread in its input): the caller now owns bev.
+	 * entry-point: NULL.
+	 */
+	void (*on_open)(struct bufferevent *bev, void *arg);
+	void *arg;
+};
+
+/* Start a pool (dialing begins at once).  NULL on failure. */
+struct pool *pool_new(const struct pool_config *config);
+
+/*
+ * Take an idle channel out of the pool: the caller owns it and must call
+ * pool_release() when it ends.  NULL when none is idle (a refill is under
+ * way; on_idle says when one is ready).
+ */
+struct bufferevent *pool_take(struct pool *p);
+
+/* entry-point: this many connections are waiting for a channel. */
+void pool_set_waiting(struct pool *p, unsigned waiting);
+
+/* A channel taken from (or handed out by) the pool has ended. */
+void pool_release(struct pool *p);
+
+/* "host:port" of the relay, for log lines. */
+const char *pool_relay_name(const struct pool *p);
+
+/* Close every idle and dialing channel and free the pool.  NULL is fine. */
+void pool_free(struct pool *p);
+
+#endif
