@@ -48,10 +48,14 @@ struct conn {
 	char label[320];		/* for log lines */
 	conn_end_cb *end_cb;
 	void *end_arg;
-	LIST_ENTRY(conn) link;
+	int reaping;			/* on the graveyard list */
+	LIST_ENTRY(conn) link;		/* every conn */
+	TAILQ_ENTRY(conn) grave;	/* conns to free from the loop */
 };
 
 static LIST_HEAD(, conn) conns = LIST_HEAD_INITIALIZER(conns);
+static TAILQ_HEAD(, conn) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
+static struct event *reaper;
 static unsigned nconns;
 
 static void channel_process(struct conn *c);
@@ -74,6 +78,8 @@ conn_free(struct conn *c)
 
 	LIST_REMOVE(c, link);
 	nconns--;
+	if (c->reaping)
+		TAILQ_REMOVE(&graveyard, c, grave);
 	if (c->dns_req != NULL) {
 		struct evdns_getaddrinfo_request *req = c->dns_req;
 		c->dns_req = NULL;
@@ -90,11 +96,52 @@ conn_free(struct conn *c)
 		cb(arg, had);
 }
 
+static void
+reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while ((c = TAILQ_FIRST(&graveyard)) != NULL)
+		conn_free(c);
+}
+
+/*
+ * Free c from the event loop, not now: conn_close is called from deep in
+ * callbacks (frame loops, connect attempts) that look at c again after it
+ * returns.  c stays valid, and silent, until the loop comes round.
+ */
+static void
+conn_reap(struct conn *c)
+{
+	if (c->reaping)
+		return;
+	c->reaping = 1;
+	if (c->plain != NULL) {
+		bufferevent_setcb(c->plain, NULL, NULL, NULL, NULL);
+		bufferevent_disable(c->plain, EV_READ | EV_WRITE);
+	}
+	if (c->channel != NULL) {
+		bufferevent_setcb(c->channel, NULL, NULL, NULL, NULL);
+		bufferevent_disable(c->channel, EV_READ | EV_WRITE);
+	}
+	TAILQ_INSERT_TAIL(&graveyard, c, grave);
+	event_active(reaper, EV_TIMEOUT, 0);
+}
+
 static struct conn *
 conn_alloc(struct event_base *base, enum channel_role role,
     conn_end_cb *end_cb, void *end_arg)
 {
 	struct conn *c;
+
+	if (reaper == NULL &&
+	    (reaper = event_new(base, -1, 0, reaper_cb, NULL)) == NULL) {
+		log_warnx("cannot create the reaper event");
+		return NULL;
+	}
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("calloc");
@@ -165,14 +212,14 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 		c->plain = NULL;
 	}
 	if (c->channel == NULL) {
-		conn_free(c);
+		conn_reap(c);
 		return;
 	}
 	if (send_rst)
 		(void)frame_write(bufferevent_get_output(c->channel), FRAME_RST,
 		    NULL, 0);
 	if (evbuffer_get_length(bufferevent_get_output(c->channel)) == 0) {
-		conn_free(c);
+		conn_reap(c);
 		return;
 	}
 	bufferevent_disable(c->channel, EV_READ);
@@ -181,7 +228,7 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	    channel_closing_event_cb, c);
 	bufferevent_set_timeouts(c->channel, NULL, &flush);
 	if (bufferevent_enable(c->channel, EV_WRITE) == -1)
-		conn_free(c);
+		conn_reap(c);
 }
 
 void
@@ -683,4 +730,7 @@ conn_free_all(void)
 		c->end_cb = NULL;
 		conn_free(c);
 	}
+	if (reaper != NULL)
+		event_free(reaper);
+	reaper = NULL;
 }

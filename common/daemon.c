@@ -82,6 +82,10 @@ daemon_base_free(struct event_base *base)
 	if (sig_term != NULL)
 		event_free(sig_term);
 	sig_int = sig_term = NULL;
-	if (base != NULL)
+	if (base != NULL) {
+		/* Bufferevents freed with deferred callbacks pending are
+		 * released only when those run: let them. */
+		(void)event_base_loop(base, EVLOOP_NONBLOCK);
 		event_base_free(base);
+	}
 }
