@@ -326,7 +326,7 @@ open_failed(struct conn *c, uint8_t code, const char *why)
 
 	snprintf(text, sizeof(text), "%s:%u: %s", c->open.host, c->open.port,
 	    why);
-	log_info("%s: %s", c->label, text);
+	log_info("%s: %s", c->label, why);
 	open_result_send(c, code, text);
 	conn_close(c, 0, 1);
 }

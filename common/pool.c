@@ -292,16 +292,18 @@ describe_error(struct bufferevent *bev, short what, char *buf, size_t len)
 			;
 		return;
 	}
+	/* Keep the first error that names a library; OpenSSL also queues
+	 * bare system-call markers ("lib(0)") that tell nothing. */
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		if (reason[0] == '\0')
+		if (reason[0] == '\0' && ERR_GET_LIB(e) != 0)
 			ERR_error_string_n(e, reason, sizeof(reason));
-	if (reason[0] != '\0')
+	if (sock_err != 0 && sock_err != EAGAIN && sock_err != EINPROGRESS)
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(
+		    sock_err));
+	else if (reason[0] != '\0')
 		snprintf(buf, len, "TLS failed: %s", reason);
 	else if (what & BEV_EVENT_EOF)
 		snprintf(buf, len, "connection closed by the relay");
-	else if (sock_err != 0)
-		snprintf(buf, len, "%s", evutil_socket_error_to_string(
-		    sock_err));
 	else
 		snprintf(buf, len, "connection failed");
 }
