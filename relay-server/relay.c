@@ -410,6 +410,15 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (h.type == FRAME_PING) {
 			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			/* A client that pings but never reads must not make
+			 * the relay buffer PONGs without bound. */
+			if (evbuffer_get_length(bufferevent_get_output(bev)) >
+			    RELAY_PONG_BACKLOG) {
+				log_info("%s: PINGs without reading the PONGs, "
+				    "closing", c->peer);
+				rchan_free(c);
+				return;
+			}
 			send_frame(c, FRAME_PONG, NULL, 0);
 			continue;
 		}

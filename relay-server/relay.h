@@ -28,6 +28,7 @@ struct relay_config {
 #define RELAY_HIGH_WATER (256 * 1024)
 #define RELAY_LOW_WATER (64 * 1024)
 #define RELAY_FLUSH_TIMEOUT 10
+#define RELAY_PONG_BACKLOG 4096		/* bytes of unread PONGs tolerated */
 
 /* Set up the relay's state on base.  Returns 0 or -1. */
 int relay_init(struct event_base *base, const struct relay_config *cfg);
