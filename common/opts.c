@@ -295,7 +295,12 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 			    argv[optind - 1]);
 			return -1;
 		case '?':
-			if (optopt != 0)
+			/* A known long flag given a value (--verbose=yes):
+			 * getopt sets optopt to its val, not a character. */
+			if (optopt >= 256 || optopt == 'h' || optopt == 'V')
+				snprintf(err, errlen, "%s: option takes no value"
+				    " (see --help)", argv[optind - 1]);
+			else if (optopt != 0)
 				snprintf(err, errlen, "unknown option '-%c'"
 				    " (see --help)", optopt);
 			else
