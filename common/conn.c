@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -32,7 +33,8 @@ struct conn {
 	enum channel_role role;
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct bufferevent *plain;	/* source or destination */
+	struct bufferevent *plain;	/* source or destination: writes */
+	struct event *plain_rd;		/* its reads: our own, see below */
 	struct bufferevent *channel;	/* framed, through the relay */
 	int had_channel;
 	int fin_sent;			/* plain read side ended */
@@ -59,6 +61,7 @@ static struct event *reaper;
 static unsigned nconns;
 
 static void channel_process(struct conn *c);
+static void plain_release(struct conn *c, int reset);
 static void conn_close(struct conn *c, int send_rst, int reset_plain);
 static void try_next_address(struct conn *c);
 
@@ -87,8 +90,7 @@ conn_free(struct conn *c)
 	}
 	if (c->addrs != NULL)
 		evutil_freeaddrinfo(c->addrs);
-	if (c->plain != NULL)
-		bufferevent_free(c->plain);
+	plain_release(c, 0);
 	if (c->channel != NULL)
 		bufferevent_free(c->channel);
 	free(c);
@@ -123,6 +125,8 @@ conn_reap(struct conn *c)
 		bufferevent_setcb(c->plain, NULL, NULL, NULL, NULL);
 		bufferevent_disable(c->plain, EV_READ | EV_WRITE);
 	}
+	if (c->plain_rd != NULL)
+		event_del(c->plain_rd);
 	if (c->channel != NULL) {
 		bufferevent_setcb(c->channel, NULL, NULL, NULL, NULL);
 		bufferevent_disable(c->channel, EV_READ | EV_WRITE);
@@ -156,15 +160,21 @@ conn_alloc(struct event_base *base, enum channel_role role,
 	return c;
 }
 
+/* Free the plain socket's events and close it (with a reset: the peer sees
+ * that the connection did not end well). */
 static void
-plain_free_reset(struct conn *c)
+plain_release(struct conn *c, int reset)
 {
 	evutil_socket_t fd;
 
+	if (c->plain_rd != NULL) {
+		event_free(c->plain_rd);
+		c->plain_rd = NULL;
+	}
 	if (c->plain == NULL)
 		return;
 	fd = bufferevent_getfd(c->plain);
-	if (fd >= 0) {
+	if (reset && fd >= 0) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
@@ -205,12 +215,7 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	log_debug("%s: closed (%llu bytes out, %llu in)%s", c->label,
 	    (unsigned long long)c->bytes_out, (unsigned long long)c->bytes_in,
 	    reset_plain ? ", reset" : "");
-	if (reset_plain)
-		plain_free_reset(c);
-	else if (c->plain != NULL) {
-		bufferevent_free(c->plain);
-		c->plain = NULL;
-	}
+	plain_release(c, reset_plain);
 	if (c->channel == NULL) {
 		conn_reap(c);
 		return;
@@ -258,27 +263,91 @@ plain_shutdown(struct conn *c)
 	conn_check_done(c);
 }
 
-/* plain -> channel */
+/*
+ * plain -> channel.  The plain socket is read here, not by its bufferevent:
+ * libevent 2.1.12 reads sockets 4 KiB at a time, which would make 4 KiB TLS
+ * records on every hop.  One readv fills up to CONN_READ_FRAMES whole DATA
+ * frames laid out back to back in the channel's output, each of exactly
+ * one TLS record (FRAME_RECORD bytes, header included), so the TLS layer
+ * writes full records and no byte is copied on the way.
+ */
+#define FRAME_RECORD 16384
+#define CONN_READ_FRAMES 15	/* 240 KiB: one 256 KiB chain with its header */
+
+static void plain_eof(struct conn *c);
+
 static void
-plain_read_cb(struct bufferevent *bev, void *arg)
+plain_readable_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	struct evbuffer *out = bufferevent_get_output(c->channel);
-	long n;
+	struct evbuffer *out;
+	struct evbuffer_iovec vec;
+	struct iovec iov[CONN_READ_FRAMES];
+	uint8_t *base;
+	size_t i, full, rest;
+	ssize_t n;
 
+	(void)what;
 	if (c->state != CONN_OPEN)
 		return;
-	if ((n = frame_write_data(out, bufferevent_get_input(bev),
-	    (size_t)-1)) == -1) {
+	out = bufferevent_get_output(c->channel);
+	if (evbuffer_reserve_space(out, CONN_READ_FRAMES * FRAME_RECORD, &vec,
+	    1) != 1) {
 		log_warnx("%s: out of memory", c->label);
+		conn_close(c, 1, 1);
+		return;
+	}
+	base = vec.iov_base;
+	for (i = 0; i < CONN_READ_FRAMES; i++) {
+		iov[i].iov_base = base + i * FRAME_RECORD + FRAME_HEADER_LEN;
+		iov[i].iov_len = FRAME_RECORD - FRAME_HEADER_LEN;
+	}
+	n = readv(fd, iov, CONN_READ_FRAMES);
+	if (n == 0) {
+		plain_eof(c);
+		return;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_debug("%s: %s: %s", c->label, c->role == ROLE_ENTRY ?
+		    "source" : "destination", strerror(errno));
+		conn_close(c, 1, 1);
+		return;
+	}
+	full = (size_t)n / (FRAME_RECORD - FRAME_HEADER_LEN);
+	rest = (size_t)n % (FRAME_RECORD - FRAME_HEADER_LEN);
+	for (i = 0; i < full; i++)
+		frame_header_encode(base + i * FRAME_RECORD, FRAME_DATA,
+		    FRAME_RECORD - FRAME_HEADER_LEN);
+	vec.iov_len = full * FRAME_RECORD;
+	if (rest > 0) {
+		frame_header_encode(base + full * FRAME_RECORD, FRAME_DATA,
+		    (uint16_t)rest);
+		vec.iov_len += FRAME_HEADER_LEN + rest;
+	}
+	if (evbuffer_commit_space(out, &vec, 1) == -1) {
 		conn_close(c, 1, 1);
 		return;
 	}
 	c->bytes_out += (uint64_t)n;
 	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
-		bufferevent_disable(bev, EV_READ);
+		event_del(c->plain_rd);
 		c->plain_paused = 1;
 	}
+}
+
+/* Start reading the plain socket.  Returns 0 or -1. */
+static int
+plain_read_start(struct conn *c)
+{
+	if (c->plain_rd == NULL) {
+		c->plain_rd = event_new(c->base, bufferevent_getfd(c->plain),
+		    EV_READ | EV_PERSIST, plain_readable_cb, c);
+		if (c->plain_rd == NULL)
+			return -1;
+	}
+	return event_add(c->plain_rd, NULL);
 }
 
 static void
@@ -345,9 +414,9 @@ plain_event_cb(struct bufferevent *bev, short what, void *arg)
 			    c->open.host, c->open.port);
 			open_result_send(c, OPEN_OK, "");
 			c->state = CONN_OPEN;
-			if (bufferevent_enable(bev, EV_READ | EV_WRITE) ==
-			    -1 || bufferevent_enable(c->channel, EV_READ) ==
-			    -1) {
+			if (bufferevent_enable(bev, EV_WRITE) == -1 ||
+			    plain_read_start(c) == -1 ||
+			    bufferevent_enable(c->channel, EV_READ) == -1) {
 				conn_close(c, 1, 1);
 				return;
 			}
@@ -371,27 +440,27 @@ plain_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state != CONN_OPEN)
 		return;
-	if (what & BEV_EVENT_EOF) {
-		/* Our peer is done sending: pass on what is left, then FIN.
-		 * Reading stays off; writing goes on (half-close). */
-		plain_read_cb(bev, c);
-		if (c->state != CONN_OPEN)
-			return;
-		if (frame_write(bufferevent_get_output(c->channel), FRAME_FIN,
-		    NULL, 0) == -1) {
-			conn_close(c, 1, 1);
-			return;
-		}
-		c->fin_sent = 1;
-		log_debug("%s: %s closed its side", c->label,
-		    c->role == ROLE_ENTRY ? "source" : "destination");
-		conn_check_done(c);
-		return;
-	}
 	log_debug("%s: %s: %s", c->label, c->role == ROLE_ENTRY ?
 	    "source" : "destination", (what & BEV_EVENT_TIMEOUT) ?
 	    "timed out" : evutil_socket_error_to_string(err));
 	conn_close(c, 1, 1);
+}
+
+/* The plain socket's peer is done sending: FIN.  Reading stops; writing
+ * goes on (half-close). */
+static void
+plain_eof(struct conn *c)
+{
+	event_del(c->plain_rd);
+	if (frame_write(bufferevent_get_output(c->channel), FRAME_FIN, NULL,
+	    0) == -1) {
+		conn_close(c, 1, 1);
+		return;
+	}
+	c->fin_sent = 1;
+	log_debug("%s: %s closed its side", c->label, c->role == ROLE_ENTRY ?
+	    "source" : "destination");
+	conn_check_done(c);
 }
 
 /* channel -> plain, frame by frame, as far as the input goes. */
@@ -500,7 +569,7 @@ channel_write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (c->state == CONN_OPEN && c->plain_paused && !c->fin_sent) {
 		c->plain_paused = 0;
-		if (bufferevent_enable(c->plain, EV_READ) == -1)
+		if (event_add(c->plain_rd, NULL) == -1)
 			conn_close(c, 1, 1);
 	}
 }
@@ -538,6 +607,8 @@ channel_setup(struct conn *c, struct bufferevent *channel)
 	bufferevent_setcb(channel, channel_read_cb, channel_write_cb,
 	    channel_event_cb, c);
 	bufferevent_setwatermark(channel, EV_WRITE, CONN_LOW_WATER, 0);
+	/* TLS reads of whole records, several per pass (see NOTES-io). */
+	bufferevent_setwatermark(channel, EV_READ, 0, CONN_READ_HIGH_WATER);
 	bufferevent_set_timeouts(channel, NULL, NULL);
 }
 
@@ -567,8 +638,8 @@ conn_new_source(struct event_base *base, evutil_socket_t fd,
 		conn_free(c);
 		return NULL;
 	}
-	bufferevent_setcb(c->plain, plain_read_cb, plain_write_cb,
-	    plain_event_cb, c);
+	bufferevent_setcb(c->plain, NULL, plain_write_cb, plain_event_cb, c);
+	bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
 	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
 	return c;
 }
@@ -588,7 +659,8 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 	}
 	log_debug("%s: OPEN %s:%u", c->label, c->open.host, c->open.port);
 	c->state = CONN_OPEN;
-	if (bufferevent_enable(c->plain, EV_READ | EV_WRITE) == -1 ||
+	if (bufferevent_enable(c->plain, EV_WRITE) == -1 ||
+	    plain_read_start(c) == -1 ||
 	    bufferevent_enable(channel, EV_READ | EV_WRITE) == -1) {
 		conn_close(c, 1, 1);
 		return;
@@ -608,8 +680,8 @@ try_next_address(struct conn *c)
 		open_failed(c, OPEN_UNREACHABLE, "out of memory");
 		return;
 	}
-	bufferevent_setcb(c->plain, plain_read_cb, plain_write_cb,
-	    plain_event_cb, c);
+	bufferevent_setcb(c->plain, NULL, plain_write_cb, plain_event_cb, c);
+	bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
 	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
 	bufferevent_set_timeouts(c->plain, NULL, &tv);
 	/* A failure, even an immediate one, comes to plain_event_cb. */

@@ -31,6 +31,7 @@ struct conn;
 
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER (64 * 1024)
+#define CONN_READ_HIGH_WATER (64 * 1024)	/* channel input */
 #define CONN_FLUSH_TIMEOUT 10		/* seconds to flush a closing side */
 
 /* had_channel: the conn held a channel from the pool (to release it). */

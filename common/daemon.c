@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,11 @@ daemon_base_new(void)
 
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
+	/* Buffers of a few hundred KiB come and go with every burst of
+	 * data: keep them on the heap (not mmap) and do not give the top of
+	 * the heap back to the kernel after every free. */
+	(void)mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	(void)mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	if ((base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
 	sig_int = evsignal_new(base, SIGINT, signal_cb, base);

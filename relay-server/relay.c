@@ -231,6 +231,10 @@ pair(struct rchan *entry, struct rchan *reverse)
 	bufferevent_set_timeouts(reverse->bev, NULL, NULL);
 	bufferevent_setwatermark(entry->bev, EV_WRITE, RELAY_LOW_WATER, 0);
 	bufferevent_setwatermark(reverse->bev, EV_WRITE, RELAY_LOW_WATER, 0);
+	/* TLS reads of whole records, several per pass (see NOTES-io). */
+	bufferevent_setwatermark(entry->bev, EV_READ, 0, RELAY_READ_HIGH_WATER);
+	bufferevent_setwatermark(reverse->bev, EV_READ, 0,
+	    RELAY_READ_HIGH_WATER);
 	log_debug("group %u: paired entry-point %s with reverse-proxy %s",
 	    entry->group->id, entry->peer, reverse->peer);
 	if (bufferevent_enable(entry->bev, EV_READ) == -1 ||

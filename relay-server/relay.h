@@ -27,6 +27,7 @@ struct relay_config {
 #define RELAY_WAIT_MAX 1024		/* OPENs waiting, per group */
 #define RELAY_HIGH_WATER (256 * 1024)
 #define RELAY_LOW_WATER (64 * 1024)
+#define RELAY_READ_HIGH_WATER (64 * 1024)
 #define RELAY_FLUSH_TIMEOUT 10
 #define RELAY_PONG_BACKLOG 4096		/* bytes of unread PONGs tolerated */
 
