@@ -6,6 +6,7 @@
 #   make test                 unit tests (cmocka) and integration tests (pytest)
 #   make test SANITIZE=1      the same, built with AddressSanitizer and UBSan
 #   make demo                 a whole tunnel on loopback, one request through it
+#   make bench                the tunnel against a direct connection, OpenSSH and stunnel
 #   make deps                 install the Debian packages the build and tests need
 #   make clean
 
@@ -55,7 +56,7 @@ PYTEST_ARGS ?=
 DEB_PKGS := gcc make pkg-config libssl-dev libevent-dev libsodium-dev \
 	libcmocka-dev python3 python3-pytest curl openssl
 
-.PHONY: all build build-linux-amd64 test test-unit test-integration demo deps clean
+.PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean
 
 all: $(BINS)
 
@@ -112,6 +113,10 @@ test-integration: $(BINS)
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@TRP_BIN_DIR=$(abspath $(BUILD)) sh tests/demo.sh
+
+# Same load through direct, OpenSSH, stunnel and the tunnel; BENCH_QUICK=1 for a smoke run.
+bench: all
+	TRP_BIN_DIR=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) bash bench/run.sh
 
 clean:
 	rm -rf build
