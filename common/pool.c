@@ -55,6 +55,7 @@ struct pool {
 };
 
 static void pool_refill(struct pool *p);
+static unsigned pool_target(const struct pool *p);
 
 const char *
 pool_relay_name(const struct pool *p)
@@ -136,6 +137,17 @@ ping_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/*
+	 * Demand fell: an entry-point gives back idle channels above its
+	 * target, one per ping round.  (A reverse-proxy keeps them: the relay
+	 * may be pairing one at this very moment.)
+	 */
+	if (p->cfg.on_open == NULL && p->nidle > pool_target(p)) {
+		log_debug("relay %s: closing a surplus idle channel (%u idle)",
+		    p->relay_name, p->nidle);
+		chan_free(c);
+		return;
+	}
 	if (frame_write(bufferevent_get_output(c->bev), FRAME_PING, NULL, 0)
 	    == -1) {
 		log_warnx("relay %s: cannot queue a PING", p->relay_name);
@@ -399,6 +411,14 @@ chan_dial(struct pool *p)
 	    AF_UNSPEC, p->cfg.relay_host, p->cfg.relay_port);
 }
 
+static unsigned
+pool_target(const struct pool *p)
+{
+	unsigned target = p->cfg.min + p->in_use / 2 + p->waiting;
+
+	return target > p->cfg.max ? p->cfg.max : target;
+}
+
 static void
 pool_refill(struct pool *p)
 {
@@ -406,9 +426,7 @@ pool_refill(struct pool *p)
 
 	if (p->retry_pending)
 		return;
-	target = p->cfg.min + p->in_use / 2 + p->waiting;
-	if (target > p->cfg.max)
-		target = p->cfg.max;
+	target = pool_target(p);
 	/* After a failure, probe with one dial at a time. */
 	inflight_max = p->failures > 0 ? 1 : POOL_DIALS_MAX;
 	while (p->nidle + p->ndialing < target && p->ndialing < inflight_max &&

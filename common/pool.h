@@ -6,7 +6,9 @@
  * PING while idle, and replaces each one it hands out at once.  Its size
  * follows demand between a floor and a ceiling:
  *     target idle = clamp(min + in_use / 2 + waiting, min, max)
- * with at most POOL_DIALS_MAX handshakes in flight.  When dials fail it
+ * with at most POOL_DIALS_MAX handshakes in flight.  When demand falls, an
+ * entry-point's pool closes one surplus idle channel per ping round; a
+ * reverse-proxy's keeps them (the relay may be pairing one as it closes).  When dials fail it
  * backs off exponentially (100 ms .. 5 s, with jitter) and probes with one
  * dial at a time until one succeeds.
  *
