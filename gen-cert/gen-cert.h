@@ -1,0 +1,105 @@
+/*
+ * gen-cert: makes the key pairs the daemons need.
+ *
+ * One header for the whole program: the options every subcommand reads,
+ * then the functions of each file.
+ *
+ *   main.c     the subcommand and its options
+ *   output.c   the files a run writes into DIR: all of them or none
+ *   x509.c     DIR/server.crt and DIR/server.key, the relay's TLS identity
+ *   ed25519.c  DIR/auth and DIR/auth.pub, the authentication key pair
+ */
+#ifndef GEN_CERT_H
+#define GEN_CERT_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define GEN_CERT_PROGNAME "gen-cert"
+#define GEN_CERT_DIR_DEFAULT "cert"
+#define GEN_CERT_DAYS_DEFAULT 3650
+#define GEN_CERT_DAYS_MAX 36500
+
+/* What the command line asked for.  Strings are owned by struct opts. */
+struct gen_options {
+	const char *dir;
+	const char *dns;	/* comma-separated DNS names, or NULL */
+	const char *ip;		/* comma-separated addresses, or NULL */
+	unsigned long days;
+	int force;
+};
+
+/* output.c */
+
+#define OUTPUT_FILES_MAX 2
+
+struct output_file {
+	char path[PATH_MAX];
+	mode_t mode;
+	FILE *f;		/* open between output_open and output_close */
+	int created;		/* ours: removed again by output_abort */
+	char buf[4096];		/* f's buffer, wiped: it held a key */
+};
+
+struct output {
+	const char *dir;
+	int force;
+	int made_dir;		/* dir was made by us: removed on abort */
+	size_t n;
+	struct output_file file[OUTPUT_FILES_MAX];
+};
+
+/* Start an empty set of files to write into dir. */
+void output_init(struct output *out, const char *dir, int force);
+
+/*
+ * Add dir/name, to be created with mode, as file number out->n.  Returns
+ * 0, or -1 (logged) when the path is too long.
+ */
+int output_add(struct output *out, const char *name, mode_t mode);
+
+/*
+ * Make dir if it is missing (its parent must exist), then look at every
+ * file: without force, any that exists is a refusal.  Returns 0 or -1
+ * (logged; call output_abort).
+ */
+int output_prepare(struct output *out);
+
+/*
+ * Create file i with its mode (after removing the old one under force)
+ * and return a stream for it, or NULL (logged).
+ */
+FILE *output_open(struct output *out, size_t i);
+
+/* Flush, sync and close file i.  Returns 0 or -1 (logged). */
+int output_close(struct output *out, size_t i);
+
+/* The path of file i. */
+const char *output_path(const struct output *out, size_t i);
+
+/*
+ * After a failure: close what is open, remove every file this run
+ * created and dir if it made it.  Safe at any point after output_init.
+ */
+void output_abort(struct output *out);
+
+/* x509.c */
+
+/*
+ * Write DIR/server.key and a self-signed certificate for it, DIR/server.crt.
+ * Returns the exit status: 0, EXIT_USAGE for a bad --dns or --ip value,
+ * EXIT_RUNTIME for any other failure (each logged).
+ */
+int x509_run(const struct gen_options *o);
+
+/* ed25519.c */
+
+/*
+ * Write a new ed25519 key pair as DIR/auth and DIR/auth.pub.  Returns the
+ * exit status: 0 or EXIT_RUNTIME (logged).
+ */
+int ed25519_run(const struct gen_options *o);
+
+#endif

@@ -1,0 +1,237 @@
+"""gen-cert: the x509 and ed25519 key pairs, checked with OpenSSL's own tools.
+
+Read top to bottom: x509 with the default names and with --dns/--ip, the
+modes of the files, no overwrite without --force, bad values as usage
+errors, then the ed25519 pair.  Every test writes into its own tmp_path.
+"""
+
+import ipaddress
+import os
+import stat
+import subprocess
+
+import pytest
+
+BIN_DIR = os.environ.get("TRP_BIN_DIR", "/work/main/build/linux/amd64")
+GEN_CERT = os.path.join(BIN_DIR, "gen-cert")
+
+
+def gen_cert(*args, cwd=None):
+    """Run gen-cert with args; returns the CompletedProcess (text)."""
+    return subprocess.run([GEN_CERT, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=30)
+
+
+def openssl(*args):
+    """Run an openssl command that must succeed; returns its stdout."""
+    p = subprocess.run(["openssl", *args], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, f"openssl {' '.join(args)}: {p.stderr}"
+    return p.stdout
+
+
+def sans(cert):
+    """The certificate's subjectAltName as a list of ("DNS", name) and
+    ("IP", ip_address) pairs, in order."""
+    out = openssl("x509", "-in", str(cert), "-noout", "-ext",
+                  "subjectAltName")
+    lines = out.splitlines()
+    assert lines[0].strip() == "X509v3 Subject Alternative Name:"
+    result = []
+    for entry in " ".join(lines[1:]).split(","):
+        kind, _, value = entry.strip().partition(":")
+        if kind == "DNS":
+            result.append(("DNS", value))
+        elif kind == "IP Address":
+            result.append(("IP", ipaddress.ip_address(value)))
+        else:
+            pytest.fail(f"unexpected subjectAltName entry {entry!r}")
+    return result
+
+
+def mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def one_line(stderr):
+    """A usage error is exactly one line, "gen-cert: ..."; returns it."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected one line, got {stderr!r}"
+    assert lines[0].startswith("gen-cert: ")
+    return lines[0]
+
+
+# x509
+
+
+def test_x509_defaults_to_localhost_and_loopback(tmp_path):
+    out = tmp_path / "cert"
+    p = gen_cert("x509", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "using --dns localhost --ip 127.0.0.1,::1" in p.stderr
+
+    crt, key = out / "server.crt", out / "server.key"
+    assert sans(crt) == [("DNS", "localhost"),
+                         ("IP", ipaddress.ip_address("127.0.0.1")),
+                         ("IP", ipaddress.ip_address("::1"))]
+    assert f"wrote {crt} (certificate, EC P-256, SAN: DNS:localhost" in \
+        p.stdout
+    assert f"wrote {key} (private key, mode 0600)" in p.stdout
+
+
+def test_x509_names_the_given_dns_names_and_addresses(tmp_path):
+    out = tmp_path / "keys"
+    p = gen_cert("x509", "-o", str(out),
+                 "--dns", "relay.example.com,localhost",
+                 "-i", "192.0.2.7,fd00::5", "--days", "30")
+    assert p.returncode == 0, p.stderr
+    crt, key = out / "server.crt", out / "server.key"
+
+    assert sans(crt) == [("DNS", "relay.example.com"),
+                         ("DNS", "localhost"),
+                         ("IP", ipaddress.ip_address("192.0.2.7")),
+                         ("IP", ipaddress.ip_address("fd00::5"))]
+    text = openssl("x509", "-in", str(crt), "-noout", "-text")
+    assert "CN = relay.example.com" in text
+    assert "NIST CURVE: P-256" in text
+    assert "ecdsa-with-SHA256" in text
+    assert "CA:FALSE" in text
+    assert "TLS Web Server Authentication" in text
+
+    # It verifies as its own trust anchor, the way the clients pin it ...
+    p = subprocess.run(["openssl", "verify", "-partial_chain", "-CAfile",
+                        str(crt), str(crt)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    # ... and the key is the certificate's.
+    assert openssl("x509", "-in", str(crt), "-noout", "-pubkey") == \
+        openssl("pkey", "-in", str(key), "-pubout")
+
+
+def test_x509_default_directory_is_cert_and_is_made(tmp_path):
+    p = gen_cert("x509", "-d", "relay.test", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "cert").is_dir()
+    assert sans(tmp_path / "cert" / "server.crt") == [("DNS", "relay.test")]
+
+
+def test_x509_private_key_is_0600(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("x509", "-o", str(out)).returncode == 0
+    assert mode(out / "server.key") == 0o600
+    assert mode(out / "server.crt") & 0o022 == 0
+
+
+def test_x509_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("x509", "-o", str(out)).returncode == 0
+    before = {f: (out / f).read_bytes() for f in ("server.crt", "server.key")}
+
+    p = gen_cert("x509", "-o", str(out))
+    assert p.returncode == 1
+    assert f"{out}/server.key exists (use --force to replace it)" in p.stderr
+    assert {f: (out / f).read_bytes() for f in before} == before
+
+    # One file left is enough to refuse, and the other is not written.
+    (out / "server.crt").unlink()
+    p = gen_cert("x509", "-o", str(out))
+    assert p.returncode == 1
+    assert "server.key exists" in p.stderr
+    assert not (out / "server.crt").exists()
+
+
+def test_x509_force_replaces_both_files(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("x509", "-o", str(out)).returncode == 0
+    old_key = (out / "server.key").read_bytes()
+    os.chmod(out / "server.key", 0o644)
+
+    p = gen_cert("x509", "-o", str(out), "--force", "--dns", "new.test")
+    assert p.returncode == 0, p.stderr
+    assert (out / "server.key").read_bytes() != old_key
+    assert mode(out / "server.key") == 0o600
+    assert sans(out / "server.crt") == [("DNS", "new.test")]
+
+
+@pytest.mark.parametrize("value", ["1.2.3.x", "256.1.1.1", "1.2.3",
+                                   "fe80::1%eth0", "localhost"])
+def test_x509_bad_ip_is_a_usage_error_naming_it(tmp_path, value):
+    out = tmp_path / "cert"
+    p = gen_cert("x509", "-o", str(out), "--ip", f"127.0.0.1,{value}")
+    assert p.returncode == 2
+    line = one_line(p.stderr)
+    assert "--ip" in line and f"'{value}'" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["bad_name.test", "-dash.test", "a..b",
+                                   "10.0.0.1"])
+def test_x509_bad_dns_name_is_a_usage_error_naming_it(tmp_path, value):
+    out = tmp_path / "cert"
+    p = gen_cert("x509", "-o", str(out), "--dns", value)
+    assert p.returncode == 2
+    line = one_line(p.stderr)
+    assert "--dns" in line and f"'{value}'" in line
+    assert not out.exists()
+
+
+# ed25519
+
+
+def test_ed25519_pair_is_readable_by_openssl_and_matches(tmp_path):
+    out = tmp_path / "cert"
+    p = gen_cert("ed25519", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    auth, pub = out / "auth", out / "auth.pub"
+    assert f"wrote {auth} (ed25519 private key, mode 0600)" in p.stdout
+
+    assert "ED25519 Private-Key" in openssl("pkey", "-in", str(auth),
+                                            "-noout", "-text")
+    assert openssl("pkey", "-in", str(auth), "-pubout") == pub.read_text()
+    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----\n")
+    assert mode(auth) == 0o600
+    assert mode(pub) & 0o022 == 0
+
+
+def test_ed25519_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out)).returncode == 0
+    old = (out / "auth").read_bytes()
+
+    p = gen_cert("ed25519", "-o", str(out))
+    assert p.returncode == 1
+    assert f"{out}/auth exists (use --force to replace it)" in p.stderr
+    assert (out / "auth").read_bytes() == old
+
+    p = gen_cert("ed25519", "-o", str(out), "--force")
+    assert p.returncode == 0, p.stderr
+    assert (out / "auth").read_bytes() != old
+    assert mode(out / "auth") == 0o600
+    assert openssl("pkey", "-in", str(out / "auth"), "-pubout") == \
+        (out / "auth.pub").read_text()
+
+
+# The command line
+
+
+@pytest.mark.parametrize("args", [[], ["rsa"], ["--force"],
+                                  ["x509", "--days", "0"],
+                                  ["ed25519", "--dns", "x.test"]])
+def test_usage_errors_are_one_line_and_exit_2(tmp_path, args):
+    p = gen_cert(*args, cwd=tmp_path)
+    assert p.returncode == 2
+    one_line(p.stderr)
+    assert not (tmp_path / "cert").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"], ["x509", "--help"],
+                                  ["ed25519", "-h"]])
+def test_help_exits_0(args):
+    p = gen_cert(*args)
+    assert p.returncode == 0
+    assert p.stdout.startswith("usage: gen-cert")
+
+
+def test_version_exits_0():
+    p = gen_cert("--version")
+    assert p.returncode == 0
+    assert p.stdout.startswith("gen-cert ")
