@@ -111,7 +111,7 @@ test-integration: $(BINS)
 	    $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@TRP_BIN_DIR=$(abspath $(BUILD)) sh tests/demo.sh
 
 # Same load through direct, OpenSSH, stunnel and the tunnel; BENCH_QUICK=1 for a smoke run.
