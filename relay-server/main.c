@@ -184,11 +184,13 @@ main(int argc, char **argv)
 	if ((cfg.ssl_ctx = tls_server_ctx_new(cert, key, err, sizeof(err))) ==
 	    NULL) {
 		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		opts_free(&o);
 		return EXIT_USAGE;
 	}
 	if (auth_keyset_load(pub, &cfg.keys, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
 		SSL_CTX_free(cfg.ssl_ctx);
+		opts_free(&o);
 		return EXIT_USAGE;
 	}
 	cfg.handshake_timeout = (unsigned)handshake_timeout;
