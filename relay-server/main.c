@@ -109,7 +109,8 @@ static void
 listen_all(struct event_base *base, const char *host, unsigned long port)
 {
 	struct addrinfo hints, *res, *ai;
-	char portstr[8], err[512] = "";
+	char portstr[8], err[512] = "", one[512] = "";
+	unsigned nfailed = 0;
 	int rc;
 
 	memset(&hints, 0, sizeof(hints));
@@ -123,18 +124,24 @@ listen_all(struct event_base *base, const char *host, unsigned long port)
 		exit(EXIT_USAGE);
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (listen_on(base, ai->ai_addr, ai->ai_addrlen, err,
-		    sizeof(err)) == -1) {
-			/* A machine without IPv6 still serves IPv4. */
-			if (host == NULL && ai->ai_family == AF_INET6)
-				log_debug("%s", err);
-			else
-				log_warnx("%s", err);
-		}
+		if (listen_on(base, ai->ai_addr, ai->ai_addrlen, one,
+		    sizeof(one)) == 0)
+			continue;
+		/* A machine without IPv6 still serves IPv4 on the default
+		 * addresses: that failure is no news. */
+		if (host == NULL && ai->ai_family == AF_INET6)
+			log_debug("%s", one);
+		else if (nfailed++ == 0)
+			snprintf(err, sizeof(err), "%s", one);
+		else
+			log_warnx("%s", one);
 	}
 	freeaddrinfo(res);
 	if (nlisteners == 0)
-		fatalx("%s", err[0] ? err : "no address to listen on");
+		fatalx("%s", err[0] ? err : one[0] ? one :
+		    "no address to listen on");
+	if (nfailed > 0)
+		log_warnx("%s", err);
 }
 
 int
