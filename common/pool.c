@@ -105,7 +105,9 @@ dial_failed(struct pool_chan *c, const char *why)
 	unsigned shift;
 
 	if (strcmp(why, p->last_error) != 0) {
-		log_warnx("relay %s: %s", p->relay_name, why);
+		/* "relay H:P refused authentication: ...", "relay H:P: ..." */
+		log_warnx("relay %s%s%s", p->relay_name,
+		    strncmp(why, "refused ", 8) == 0 ? " " : ": ", why);
 		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	} else {
 		log_debug("relay %s: %s (again)", p->relay_name, why);
@@ -231,8 +233,6 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 				    "authentication: %s (relay protocol "
 				    "version %u)", auth_code_text(payload[1]),
 				    payload[0]);
-				/* Shown under the relay's name by dial_failed:
-				 * "relay H:P refused authentication: ..." */
 				dial_failed(c, why);
 				return;
 			}

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import HTTP_PAGE, free_port, has_ipv6_loopback, pseudo_random, round_trip, KiB, SLOW
 
-# Each format as a function of (listen port, destination port), with where a user connects.
+# Each format as a function of (listen port, destination port).
 ROUTE_FORMATS = {
     "port:port": lambda lp, dp: "%d:%d" % (lp, dp),
     "ip:port:port": lambda lp, dp: "127.0.0.1:%d:%d" % (lp, dp),
@@ -35,8 +35,9 @@ def test_usage_flow(fmt, tunnel, http_server, echo_server):
     echo = echo_server()
     make_route = ROUTE_FORMATS[fmt]
     # A route without a source filter listens on [::] (IPv4 too): pick a port free on both.
-    web_port = free_port(None if fmt.startswith("port") else "127.0.0.1")
-    echo_port = free_port(None if fmt.startswith("port") else "127.0.0.1")
+    unfiltered = fmt.startswith("port")
+    web_port = free_port(None if unfiltered else "127.0.0.1")
+    echo_port = free_port(None if unfiltered else "127.0.0.1")
     tunnel(routes=[make_route(web_port, web.port), make_route(echo_port, echo.port)])
 
     # A page over HTTP, byte for byte.
@@ -49,10 +50,11 @@ def test_usage_flow(fmt, tunnel, http_server, echo_server):
         assert round_trip("127.0.0.1", echo_port, payload, timeout=10 * SLOW) == payload
 
     # Without a source filter the route listens on [::], IPv6 as well as IPv4.
-    if fmt.startswith("port") and has_ipv6_loopback():
+    over_ipv6 = unfiltered and has_ipv6_loopback()
+    if over_ipv6:
         payload = pseudo_random("usage %s over IPv6" % fmt, 64 * KiB)
         assert round_trip("::1", echo_port, payload, timeout=10 * SLOW) == payload
 
     # The reverse-proxy dialled the echo destination on 127.0.0.1, once per connection.
-    assert echo.accepted == (4 if fmt.startswith("port") and has_ipv6_loopback() else 3)
+    assert echo.accepted == (4 if over_ipv6 else 3)
     assert all(peer[0] == "127.0.0.1" for peer in echo.peers)
