@@ -105,6 +105,15 @@ client_start_pool(struct client *cl, const struct client_options *o,
 }
 
 void
+client_conn_ended(void *arg, int had_channel)
+{
+	struct client *cl = arg;
+
+	if (had_channel)
+		pool_release(cl->pool);
+}
+
+void
 client_free(struct client *cl)
 {
 	pool_free(cl->pool);

@@ -53,6 +53,12 @@ void client_init(struct client *cl, const struct client_options *o,
 void client_start_pool(struct client *cl, const struct client_options *o,
     struct pool_config *pc);
 
+/*
+ * conn_end_cb for the client's connections (arg: the struct client): a
+ * channel that came from the pool has ended.
+ */
+void client_conn_ended(void *arg, int had_channel);
+
 /* Free everything client_init and client_start_pool made. */
 void client_free(struct client *cl);
 

@@ -13,11 +13,11 @@
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "client.h"
 #include "conn.h"
 #include "daemon.h"
+#include "listener.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -29,10 +29,9 @@
 #define WAIT_TIMEOUT 10		/* seconds one may wait */
 #define CONNS_MAX 20000		/* live connections */
 
-struct listener {
+struct route_listener {
 	struct route route;
-	struct evconnlistener *evl;
-	struct event *resume;	/* re-enable after an accept error */
+	struct listener *listener;
 };
 
 struct waiter {
@@ -42,19 +41,11 @@ struct waiter {
 };
 
 static struct client client;
-static struct listener listeners[ROUTE_MAX];
+static struct route_listener listeners[ROUTE_MAX];
 static size_t nlisteners;
 static TAILQ_HEAD(, waiter) waiters = TAILQ_HEAD_INITIALIZER(waiters);
 static unsigned nwaiters;
 static struct event *wait_timer;
-
-static void
-conn_ended(void *arg, int had_channel)
-{
-	(void)arg;
-	if (had_channel)
-		pool_release(client.pool);
-}
 
 /* Hand idle channels to waiting connections, oldest first. */
 static void
@@ -97,17 +88,14 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-    struct sockaddr *addr, int addrlen, void *arg)
+accept_cb(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 {
-	struct listener *l = arg;
+	struct route_listener *l = arg;
 	char src[NETADDR_STRLEN], label[ROUTE_HOST_MAX * 2 + 16];
 	struct bufferevent *bev;
 	struct waiter *w;
 	struct conn *c;
 
-	(void)evl;
-	(void)addrlen;
 	netaddr_format(addr, src);
 	if (!route_source_allowed(&l->route, addr)) {
 		log_info("route '%s': refused connection from %s (source "
@@ -124,7 +112,7 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 	}
 	snprintf(label, sizeof(label), "route '%s'", l->route.text);
 	c = conn_new_source(client.base, fd, addr, label, l->route.dest_host,
-	    l->route.dest_port, conn_ended, NULL);
+	    l->route.dest_port, client_conn_ended, &client);
 	if (c == NULL)
 		return;
 	log_debug("route '%s': connection from %s", l->route.text, src);
@@ -145,35 +133,9 @@ accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
 }
 
 static void
-resume_cb(evutil_socket_t fd, short what, void *arg)
+listener_start(struct route_listener *l, struct event_base *base)
 {
-	struct listener *l = arg;
-
-	(void)fd;
-	(void)what;
-	if (evconnlistener_enable(l->evl) == -1)
-		log_warnx("route '%s': cannot resume accepting", l->route.text);
-}
-
-/* accept failed (out of descriptors, say): pause this listener for a
- * second instead of spinning. */
-static void
-accept_error_cb(struct evconnlistener *evl, void *arg)
-{
-	struct listener *l = arg;
-	struct timeval tv = { 1, 0 };
-
-	log_warn("route '%s': accept", l->route.text);
-	evconnlistener_disable(evl);
-	if (evtimer_add(l->resume, &tv) == -1)
-		log_warnx("route '%s': cannot arm the resume timer",
-		    l->route.text);
-}
-
-static void
-listener_start(struct listener *l, struct event_base *base)
-{
-	char err[512], where[NETADDR_STRLEN];
+	char err[512], where[NETADDR_STRLEN], name[ROUTE_HOST_MAX * 2 + 16];
 	struct route *r = &l->route;
 	int fd;
 
@@ -191,13 +153,10 @@ listener_start(struct listener *l, struct event_base *base)
 	}
 	if (fd == -1)
 		fatalx("route '%s': %s", r->text, err);
-	l->evl = evconnlistener_new(base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE,
-	    0, fd);
-	l->resume = evtimer_new(base, resume_cb, l);
-	if (l->evl == NULL || l->resume == NULL)
-		fatalx("route '%s': cannot start the listener", r->text);
-	evconnlistener_set_error_cb(l->evl, accept_error_cb);
 	netaddr_format((struct sockaddr *)&r->listen, where);
+	snprintf(name, sizeof(name), "route '%s'", r->text);
+	if ((l->listener = listener_new(base, fd, name, accept_cb, l)) == NULL)
+		fatalx("route '%s': cannot start the listener", r->text);
 	log_info("route '%s' listening on %s%s", r->text, where,
 	    r->listen_dual_stack ? " (IPv4 and IPv6)" : "");
 }
@@ -261,10 +220,8 @@ main(int argc, char **argv)
 		free(w);
 	}
 	conn_free_all();
-	for (i = 0; i < nlisteners; i++) {
-		evconnlistener_free(listeners[i].evl);
-		event_free(listeners[i].resume);
-	}
+	for (i = 0; i < nlisteners; i++)
+		listener_free(listeners[i].listener);
 	event_free(wait_timer);
 	client_free(&client);
 	daemon_base_free(base);

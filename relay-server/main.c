@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "auth.h"
 #include "daemon.h"
+#include "listener.h"
 #include "log.h"
 #include "netaddr.h"
 #include "relay.h"
@@ -22,47 +22,14 @@
 #define PROGNAME "relay-server"
 #define LISTENERS_MAX 16
 
-struct listener {
-	struct evconnlistener *evl;
-	struct event *resume;
-	char name[NETADDR_STRLEN];
-};
-
-static struct listener listeners[LISTENERS_MAX];
+static struct listener *listeners[LISTENERS_MAX];
 static size_t nlisteners;
 
 static void
-accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-    struct sockaddr *addr, int addrlen, void *arg)
+accept_cb(evutil_socket_t fd, struct sockaddr *peer, void *arg)
 {
-	(void)evl;
-	(void)addrlen;
 	(void)arg;
-	relay_accept(fd, addr);
-}
-
-static void
-resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct listener *l = arg;
-
-	(void)fd;
-	(void)what;
-	if (evconnlistener_enable(l->evl) == -1)
-		log_warnx("%s: cannot resume accepting", l->name);
-}
-
-/* accept failed (out of descriptors, say): pause a second, not spin. */
-static void
-accept_error_cb(struct evconnlistener *evl, void *arg)
-{
-	struct listener *l = arg;
-	struct timeval tv = { 1, 0 };
-
-	log_warn("%s: accept", l->name);
-	evconnlistener_disable(evl);
-	if (evtimer_add(l->resume, &tv) == -1)
-		log_warnx("%s: cannot arm the resume timer", l->name);
+	relay_accept(fd, peer);
 }
 
 /* Listen on one address.  Returns 0, or -1 with err set. */
@@ -70,7 +37,7 @@ static int
 listen_on(struct event_base *base, const struct sockaddr *sa,
     socklen_t salen, char *err, size_t errlen)
 {
-	struct listener *l;
+	char name[NETADDR_STRLEN];
 	int fd;
 
 	if (nlisteners == LISTENERS_MAX) {
@@ -79,25 +46,14 @@ listen_on(struct event_base *base, const struct sockaddr *sa,
 	}
 	if ((fd = netaddr_listen(sa, salen, 0, err, errlen)) == -1)
 		return -1;
-	l = &listeners[nlisteners];
-	netaddr_format(sa, l->name);
-	l->evl = evconnlistener_new(base, accept_cb, l, LEV_OPT_CLOSE_ON_FREE,
-	    0, fd);
-	l->resume = evtimer_new(base, resume_cb, l);
-	if (l->evl == NULL || l->resume == NULL) {
-		snprintf(err, errlen, "%s: cannot start the listener",
-		    l->name);
-		if (l->evl == NULL)
-			close(fd);
-		else
-			evconnlistener_free(l->evl);
-		if (l->resume != NULL)
-			event_free(l->resume);
+	netaddr_format(sa, name);
+	if ((listeners[nlisteners] = listener_new(base, fd, name, accept_cb,
+	    NULL)) == NULL) {
+		snprintf(err, errlen, "%s: cannot start the listener", name);
 		return -1;
 	}
-	evconnlistener_set_error_cb(l->evl, accept_error_cb);
 	nlisteners++;
-	log_info("listening on %s", l->name);
+	log_info("listening on %s", name);
 	return 0;
 }
 
@@ -214,10 +170,8 @@ main(int argc, char **argv)
 	rc = daemon_run(base);
 
 	relay_shutdown();
-	for (i = 0; i < nlisteners; i++) {
-		evconnlistener_free(listeners[i].evl);
-		event_free(listeners[i].resume);
-	}
+	for (i = 0; i < nlisteners; i++)
+		listener_free(listeners[i]);
 	daemon_base_free(base);
 	auth_keyset_free(&cfg.keys);
 	SSL_CTX_free(cfg.ssl_ctx);

@@ -23,21 +23,13 @@
 static struct client client;
 static unsigned long connect_timeout = 10;
 
-static void
-conn_ended(void *arg, int had_channel)
-{
-	(void)arg;
-	if (had_channel)
-		pool_release(client.pool);
-}
-
 /* The relay paired one of our channels: an OPEN waits in its input. */
 static void
 channel_opened(struct bufferevent *bev, void *arg)
 {
 	(void)arg;
 	conn_new_reverse(client.base, client.dns, bev,
-	    (unsigned)connect_timeout, conn_ended, NULL);
+	    (unsigned)connect_timeout, client_conn_ended, &client);
 }
 
 int
