@@ -115,7 +115,9 @@ demo: deps
 	@TRP_BIN_DIR=$(abspath $(BUILD)) sh tests/demo.sh
 
 # Same load through direct, OpenSSH, stunnel and the tunnel; BENCH_QUICK=1 for a smoke run.
+BENCH_PKGS := openssh-client openssh-server stunnel4 procps
 bench: all
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	TRP_BIN_DIR=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) bash bench/run.sh
 
 clean:
