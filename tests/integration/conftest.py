@@ -85,25 +85,62 @@ def bracket(host):
     return "[%s]" % host if ":" in host else host
 
 
-def free_port(host=None):
-    """A TCP port that is free right now.
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
 
-    With no host the port is checked on the dual-stack wildcard (free for IPv4 and IPv6, as a
-    route without a source filter listens on [::]); with a host, on that address only.  The
-    socket is closed before returning: the caller binds it soon after.
-    """
-    if host is None and has_ipv6_loopback():
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        try:
+
+_ports_given = set()
+
+
+def _port_is_free(host, port):
+    if host is None:
+        if has_ipv6_loopback():
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind(("::", 0))
-            return s.getsockname()[1]
-        finally:
-            s.close()
-    host = host or "127.0.0.1"
-    with socket.socket(family_of(host), socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+            addr = ("::", port)
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            addr = ("0.0.0.0", port)
+    else:
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        addr = (host, port)
+    try:
+        s.bind(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port(host=None):
+    """A TCP port that is free right now, outside the ephemeral range.
+
+    Outside the ephemeral range so that the tests' own outgoing connections (which take
+    ephemeral ports) cannot grab it between this check and the daemon's bind; never the same
+    port twice in one run.  With no host the port is checked on the dual-stack wildcard (free
+    for IPv4 and IPv6, as a route without a source filter listens on [::]); with a host, on
+    that address only.
+    """
+    lo, hi = _ephemeral_range()
+    ranges = [(a, b) for a, b in ((10000, lo - 1), (hi + 1, 65000)) if b - a > 1000]
+    if not ranges:
+        ranges = [(1024, 65535)]
+    rng = random.Random()
+    for _ in range(5000):
+        a, b = rng.choice(ranges)
+        port = rng.randint(a, b)
+        if port in _ports_given:
+            continue
+        if _port_is_free(host, port):
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no free TCP port found")
 
 
 # ---------------------------------------------------------------------------------------------
