@@ -105,12 +105,11 @@ client_start_pool(struct client *cl, const struct client_options *o,
 }
 
 void
-client_conn_ended(void *arg, int had_channel)
+client_conn_ended(void *arg, struct bufferevent *channel)
 {
 	struct client *cl = arg;
 
-	if (had_channel)
-		pool_release(cl->pool);
+	pool_put(cl->pool, channel);
 }
 
 void

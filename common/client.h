@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "opts.h"
 
+struct bufferevent;
 struct event_base;
 struct evdns_base;
 struct pool;
@@ -55,9 +56,9 @@ void client_start_pool(struct client *cl, const struct client_options *o,
 
 /*
  * conn_end_cb for the client's connections (arg: the struct client): a
- * channel that came from the pool has ended.
+ * channel that came from the pool comes back to it (or has closed: NULL).
  */
-void client_conn_ended(void *arg, int had_channel);
+void client_conn_ended(void *arg, struct bufferevent *channel);
 
 /* Free everything client_init and client_start_pool made. */
 void client_free(struct client *cl);

@@ -61,6 +61,7 @@ static struct event *reaper;
 static unsigned nconns;
 
 static void channel_process(struct conn *c);
+static void channel_detach(struct conn *c);
 static void plain_release(struct conn *c, int reset);
 static void conn_close(struct conn *c, int send_rst, int reset_plain);
 static void try_next_address(struct conn *c);
@@ -79,6 +80,7 @@ conn_free(struct conn *c)
 	void *arg = c->end_arg;
 	int had = c->had_channel;
 
+
 	LIST_REMOVE(c, link);
 	nconns--;
 	if (c->reaping)
@@ -94,8 +96,8 @@ conn_free(struct conn *c)
 	if (c->channel != NULL)
 		bufferevent_free(c->channel);
 	free(c);
-	if (cb != NULL)
-		cb(arg, had);
+	if (cb != NULL && had)
+		cb(arg, NULL);
 }
 
 static void
@@ -460,7 +462,36 @@ plain_eof(struct conn *c)
 	c->fin_sent = 1;
 	log_debug("%s: %s closed its side", c->label, c->role == ROLE_ENTRY ?
 	    "source" : "destination");
+	if (c->fin_received)
+		channel_detach(c);
 	conn_check_done(c);
+}
+
+/*
+ * FIN has gone both ways: the channel's part is over, at a frame boundary
+ * (what follows in its input is the relay's, REUSE first).  The channel
+ * goes back to the owner to be reused; the conn goes on writing what it
+ * holds to the plain side (bounded by a write timeout), then ends.
+ */
+static void
+channel_detach(struct conn *c)
+{
+	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
+	struct bufferevent *ch = c->channel;
+
+	bufferevent_setcb(ch, NULL, NULL, NULL, NULL);
+	c->channel = NULL;
+	c->had_channel = 0;
+	c->channel_paused = 0;
+	log_debug("%s: ended cleanly (%llu bytes out, %llu in), channel kept",
+	    c->label, (unsigned long long)c->bytes_out,
+	    (unsigned long long)c->bytes_in);
+	if (c->plain != NULL)
+		bufferevent_set_timeouts(c->plain, NULL, &flush);
+	if (c->end_cb != NULL)
+		c->end_cb(c->end_arg, ch);
+	else
+		bufferevent_free(ch);
 }
 
 /* channel -> plain, frame by frame, as far as the input goes. */
@@ -475,7 +506,7 @@ channel_process(struct conn *c)
 	char err[160];
 	int r;
 
-	while (c->state == CONN_OPEN &&
+	while (c->state == CONN_OPEN && c->channel != NULL &&
 	    (r = frame_peek(in, &h, err, sizeof(err))) == 1) {
 		out = bufferevent_get_output(c->plain);
 		switch (h.type) {
@@ -492,10 +523,13 @@ channel_process(struct conn *c)
 			c->bytes_in += h.length;
 			break;
 		case FRAME_FIN:
-			if (c->fin_received)
+			if (c->fin_received ||
+			    (c->role == ROLE_ENTRY && !c->result_received))
 				goto unexpected;
 			evbuffer_drain(in, FRAME_HEADER_LEN);
 			c->fin_received = 1;
+			if (c->fin_sent)
+				channel_detach(c);	/* input stays as is */
 			plain_shutdown(c);
 			break;
 		case FRAME_RST:
@@ -535,7 +569,7 @@ channel_process(struct conn *c)
 			goto unexpected;
 		}
 	}
-	if (c->state != CONN_OPEN)
+	if (c->state != CONN_OPEN || c->channel == NULL)
 		return;
 	if (r == -1) {
 		log_warnx("%s: protocol error: %s", c->label, err);
@@ -578,20 +612,10 @@ static void
 channel_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
-	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
 
 	(void)bev;
 	bufferevent_free(c->channel);
 	c->channel = NULL;
-	if (c->fin_sent && c->fin_received) {
-		/* Both ends said FIN: the far end may close its channel at
-		 * once.  What is still buffered for the plain socket goes out
-		 * (bounded by a write timeout), then the conn ends. */
-		log_debug("%s: channel closed after FIN both ways", c->label);
-		bufferevent_set_timeouts(c->plain, NULL, &flush);
-		plain_shutdown(c);
-		return;
-	}
 	/* The relay or the far end went away without FIN or RST: what the
 	 * plain side got may be incomplete, so it gets a reset. */
 	log_debug("%s: channel %s", c->label, (what & BEV_EVENT_EOF) ?
@@ -736,7 +760,7 @@ conn_new_reverse(struct event_base *base, struct evdns_base *dns,
 	if ((c = conn_alloc(base, ROLE_REVERSE, end_cb, end_arg)) == NULL) {
 		bufferevent_free(channel);
 		if (end_cb != NULL)
-			end_cb(end_arg, 1);
+			end_cb(end_arg, NULL);
 		return;
 	}
 	c->dns = dns;

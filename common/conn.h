@@ -14,8 +14,9 @@
  * Backpressure: when one side's output passes CONN_HIGH_WATER, reading the
  * other side stops until the output drains to CONN_LOW_WATER.
  *
- * A conn owns both bufferevents and frees them in one place.  The owner
- * hears of the end through end_cb, after which the conn is gone.
+ * A conn owns both bufferevents and frees them in one place, except a
+ * channel that ended cleanly: that one goes back to the owner through
+ * end_cb, to be reused, while the conn finishes writing to the plain side.
  */
 #ifndef CONN_H
 #define CONN_H
@@ -34,8 +35,13 @@ struct conn;
 #define CONN_READ_HIGH_WATER (64 * 1024)	/* channel input */
 #define CONN_FLUSH_TIMEOUT 10		/* seconds to flush a closing side */
 
-/* had_channel: the conn held a channel from the pool (to release it). */
-typedef void conn_end_cb(void *arg, int had_channel);
+/*
+ * The conn is done with the channel it had (called once, only for a conn
+ * that had one).  channel: the user connection ended cleanly (FIN both
+ * ways) and the channel stopped at a frame boundary; the callee owns it now
+ * and may reuse it once the relay says REUSE.  NULL: the channel was closed.
+ */
+typedef void conn_end_cb(void *arg, struct bufferevent *channel);
 
 /*
  * entry-point: a new source connection (fd accepted, non-blocking) that

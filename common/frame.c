@@ -19,8 +19,10 @@ static const struct {
 	[FRAME_DATA] = { "DATA", 1, FRAME_DATA_MAX },
 	[FRAME_FIN] = { "FIN", 0, 0 },
 	[FRAME_RST] = { "RST", 0, 0 },
+	[FRAME_REUSE] = { "REUSE", 0, 0 },
+	[FRAME_RETIRE] = { "RETIRE", 0, 0 },
 };
-#define FRAME_TYPE_LAST FRAME_RST
+#define FRAME_TYPE_LAST FRAME_RETIRE
 
 const char *
 frame_type_name(uint8_t type)

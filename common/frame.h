@@ -14,7 +14,7 @@
 
 struct evbuffer;
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 
 #define FRAME_HEADER_LEN 3
 #define FRAME_DATA_MAX 16384		/* largest DATA payload */
@@ -30,6 +30,8 @@ enum frame_type {
 	FRAME_DATA = 7,		/* either way, after OPEN */
 	FRAME_FIN = 8,		/* no more DATA this way (half-close) */
 	FRAME_RST = 9,		/* abort the connection */
+	FRAME_REUSE = 10,	/* relay -> client: the channel is idle again */
+	FRAME_RETIRE = 11,	/* client -> relay: close this idle channel */
 };
 
 /* Roles in AUTH. */

@@ -29,6 +29,8 @@ enum chan_state {
 	CHAN_DIALING,		/* TCP connect and TLS handshake */
 	CHAN_AUTH_SENT,		/* waiting for AUTH_RESULT */
 	CHAN_IDLE,		/* ready, pinging */
+	CHAN_RETURNING,		/* back after a clean end, waiting for REUSE */
+	CHAN_RETIRING,		/* reverse-proxy: RETIRE sent, closing */
 };
 
 struct pool_chan {
@@ -46,7 +48,8 @@ struct pool {
 	char relay_name[NETADDR_STRLEN + 8];
 	struct chan_list dialing;	/* CHAN_DIALING and CHAN_AUTH_SENT */
 	struct chan_list idle;
-	unsigned ndialing, nidle, in_use, waiting;
+	struct chan_list back;		/* CHAN_RETURNING and CHAN_RETIRING */
+	unsigned ndialing, nidle, nreturning, nback, in_use, waiting;
 	unsigned failures;		/* dials failed in a row */
 	struct event *retry;		/* backoff timer */
 	int retry_pending;
@@ -63,19 +66,62 @@ pool_relay_name(const struct pool *p)
 	return p->relay_name;
 }
 
+/* Take c off the list its state puts it on. */
+static void
+chan_unlink(struct pool_chan *c)
+{
+	struct pool *p = c->pool;
+
+	switch (c->state) {
+	case CHAN_IDLE:
+		TAILQ_REMOVE(&p->idle, c, link);
+		p->nidle--;
+		break;
+	case CHAN_RETURNING:
+	case CHAN_RETIRING:
+		TAILQ_REMOVE(&p->back, c, link);
+		p->nback--;
+		if (c->state == CHAN_RETURNING)
+			p->nreturning--;
+		break;
+	default:
+		TAILQ_REMOVE(&p->dialing, c, link);
+		p->ndialing--;
+		break;
+	}
+}
+
+/* Put c, off every list, on the list of state. */
+static void
+chan_link(struct pool_chan *c, enum chan_state state)
+{
+	struct pool *p = c->pool;
+
+	c->state = state;
+	switch (state) {
+	case CHAN_IDLE:
+		TAILQ_INSERT_TAIL(&p->idle, c, link);
+		p->nidle++;
+		break;
+	case CHAN_RETURNING:
+	case CHAN_RETIRING:
+		TAILQ_INSERT_TAIL(&p->back, c, link);
+		p->nback++;
+		if (state == CHAN_RETURNING)
+			p->nreturning++;
+		break;
+	default:
+		TAILQ_INSERT_TAIL(&p->dialing, c, link);
+		p->ndialing++;
+		break;
+	}
+}
+
 /* One owner frees a channel: the pool, while the channel is its own. */
 static void
 chan_free(struct pool_chan *c)
 {
-	struct pool *p = c->pool;
-
-	if (c->state == CHAN_IDLE) {
-		TAILQ_REMOVE(&p->idle, c, link);
-		p->nidle--;
-	} else {
-		TAILQ_REMOVE(&p->dialing, c, link);
-		p->ndialing--;
-	}
+	chan_unlink(c);
 	if (c->ping != NULL)
 		event_free(c->ping);
 	if (c->bev != NULL)
@@ -140,14 +186,24 @@ ping_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	/*
-	 * Demand fell: an entry-point gives back idle channels above its
-	 * target, one per ping round.  (A reverse-proxy keeps them: the relay
-	 * may be pairing one at this very moment.)
+	 * Demand fell: idle channels above the target go, each at its ping.
+	 * An entry-point closes it; a reverse-proxy asks the relay to, since
+	 * the relay may be pairing it at this very moment (an OPEN that
+	 * crossed the RETIRE is served as usual).
 	 */
-	if (p->cfg.on_open == NULL && p->nidle > pool_target(p)) {
+	if (p->nidle + p->nreturning > pool_target(p)) {
 		log_debug("relay %s: closing a surplus idle channel (%u idle)",
 		    p->relay_name, p->nidle);
-		chan_free(c);
+		if (p->cfg.on_open == NULL) {
+			chan_free(c);
+			return;
+		}
+		event_del(c->ping);
+		chan_unlink(c);
+		chan_link(c, CHAN_RETIRING);
+		if (frame_write(bufferevent_get_output(c->bev), FRAME_RETIRE,
+		    NULL, 0) == -1)
+			chan_free(c);
 		return;
 	}
 	if (frame_write(bufferevent_get_output(c->bev), FRAME_PING, NULL, 0)
@@ -167,17 +223,18 @@ chan_ready(struct pool_chan *c)
 	struct timeval ping = { POOL_PING_INTERVAL, 0 };
 	struct timeval dead = { POOL_DEAD_AFTER, 0 };
 
-	TAILQ_REMOVE(&p->dialing, c, link);
-	p->ndialing--;
-	c->state = CHAN_IDLE;
-	TAILQ_INSERT_TAIL(&p->idle, c, link);
-	p->nidle++;
-	if (p->failures > 0 || !p->connected_once)
+	int fresh = c->state != CHAN_RETURNING;
+
+	chan_unlink(c);
+	chan_link(c, CHAN_IDLE);
+	if (fresh && (p->failures > 0 || !p->connected_once))
 		log_info("relay %s: connected (group %u)", p->relay_name,
 		    p->cfg.group);
-	p->failures = 0;
-	p->connected_once = 1;
-	p->last_error[0] = '\0';
+	if (fresh) {
+		p->failures = 0;
+		p->connected_once = 1;
+		p->last_error[0] = '\0';
+	}
 	bufferevent_set_timeouts(c->bev, &dead, NULL);
 	if (c->ping == NULL)
 		c->ping = event_new(p->cfg.base, -1, EV_PERSIST, ping_cb, c);
@@ -203,6 +260,27 @@ chan_hand_off(struct pool_chan *c)
 	chan_free(c);
 	p->in_use++;
 	return bev;
+}
+
+/*
+ * The channel is idle (again): tell the owner.  Returns 1 when the caller
+ * must stop reading (c may be gone or handed off), 0 to go on.
+ */
+static int
+chan_became_idle(struct pool_chan *c)
+{
+	struct pool *p = c->pool;
+
+	if (chan_ready(c) == -1 || p->cfg.on_idle != NULL) {
+		/* on_idle may take c out of the pool: leave anything further
+		 * to its new owner. */
+		if (p->cfg.on_idle != NULL)
+			p->cfg.on_idle(p->cfg.arg);
+		pool_refill(p);
+		return 1;
+	}
+	pool_refill(p);
+	return 0;
 }
 
 static void
@@ -236,22 +314,22 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 				dial_failed(c, why);
 				return;
 			}
-			if (chan_ready(c) == -1 || p->cfg.on_idle != NULL) {
-				/* on_idle may take c out of the pool: leave
-				 * anything further to its new owner. */
-				if (p->cfg.on_idle != NULL)
-					p->cfg.on_idle(p->cfg.arg);
-				pool_refill(p);
+			if (chan_became_idle(c))
 				return;
-			}
-			pool_refill(p);
 			continue;
 		}
 		if (h.type == FRAME_PONG) {
 			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
 			continue;
 		}
-		if (p->cfg.on_open != NULL) {
+		if (c->state == CHAN_RETURNING && h.type == FRAME_REUSE) {
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			if (chan_became_idle(c))
+				return;
+			continue;
+		}
+		if (p->cfg.on_open != NULL && (c->state == CHAN_IDLE ||
+		    c->state == CHAN_RETIRING)) {
 			/* An OPEN for the reverse-proxy: the caller reads
 			 * it, and whatever follows, from here on. */
 			bev = chan_hand_off(c);
@@ -267,12 +345,12 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 	}
 	if (r == -1) {
 		snprintf(why, sizeof(why), "protocol error: %s", err);
-		if (c->state == CHAN_IDLE) {
+		if (c->state == CHAN_DIALING || c->state == CHAN_AUTH_SENT) {
+			dial_failed(c, why);
+		} else {
 			log_warnx("relay %s: %s", p->relay_name, why);
 			chan_free(c);
 			pool_refill(p);
-		} else {
-			dial_failed(c, why);
 		}
 	}
 }
@@ -353,6 +431,14 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	describe_error(bev, what, why, sizeof(why));
+	if (c->state == CHAN_RETURNING || c->state == CHAN_RETIRING) {
+		/* The relay closed it rather than reuse it, or as asked. */
+		log_debug("relay %s: %s channel closed: %s", p->relay_name,
+		    c->state == CHAN_RETIRING ? "retired" : "used", why);
+		chan_free(c);
+		pool_refill(p);
+		return;
+	}
 	if (c->state == CHAN_IDLE) {
 		/* An idle channel went away: say so once, then redial. */
 		if (what & BEV_EVENT_TIMEOUT)
@@ -429,7 +515,8 @@ pool_refill(struct pool *p)
 	target = pool_target(p);
 	/* After a failure, probe with one dial at a time. */
 	inflight_max = p->failures > 0 ? 1 : POOL_DIALS_MAX;
-	while (p->nidle + p->ndialing < target && p->ndialing < inflight_max &&
+	while (p->nidle + p->nreturning + p->ndialing < target &&
+	    p->ndialing < inflight_max &&
 	    !p->retry_pending)
 		chan_dial(p);
 }
@@ -445,6 +532,7 @@ pool_new(const struct pool_config *config)
 	p->cfg = *config;
 	TAILQ_INIT(&p->dialing);
 	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->back);
 	if (strchr(config->relay_host, ':') != NULL)
 		snprintf(host, sizeof(host), "[%s]", config->relay_host);
 	else
@@ -480,10 +568,38 @@ pool_set_waiting(struct pool *p, unsigned waiting)
 }
 
 void
-pool_release(struct pool *p)
+pool_put(struct pool *p, struct bufferevent *bev)
 {
+	struct timeval dead = { POOL_DEAD_AFTER, 0 };
+	struct pool_chan *c;
+
 	if (p->in_use > 0)
 		p->in_use--;
+	if (bev == NULL) {
+		pool_refill(p);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("relay %s: calloc", p->relay_name);
+		bufferevent_free(bev);
+		pool_refill(p);
+		return;
+	}
+	c->pool = p;
+	c->bev = bev;
+	chan_link(c, CHAN_RETURNING);
+	bufferevent_setcb(bev, chan_read_cb, NULL, chan_event_cb, c);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(bev, &dead, NULL);
+	if (bufferevent_enable(bev, EV_READ | EV_WRITE) == -1) {
+		chan_free(c);
+		pool_refill(p);
+		return;
+	}
+	/* REUSE may be in the input already: no read event would say so. */
+	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
+		    BEV_TRIG_DEFER_CALLBACKS);
 }
 
 void
@@ -494,6 +610,8 @@ pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+		chan_free(c);
+	while ((c = TAILQ_FIRST(&p->back)) != NULL)
 		chan_free(c);
 	while ((c = TAILQ_FIRST(&p->dialing)) != NULL)
 		chan_free(c);

@@ -6,14 +6,18 @@
  * PING while idle, and replaces each one it hands out at once.  Its size
  * follows demand between a floor and a ceiling:
  *     target idle = clamp(min + in_use / 2 + waiting, min, max)
- * with at most POOL_DIALS_MAX handshakes in flight.  When demand falls, an
- * entry-point's pool closes one surplus idle channel per ping round; a
- * reverse-proxy's keeps them (the relay may be pairing one as it closes).  When dials fail it
- * backs off exponentially (100 ms .. 5 s, with jitter) and probes with one
- * dial at a time until one succeeds.
+ * with at most POOL_DIALS_MAX handshakes in flight.  When demand falls, each
+ * surplus idle channel goes at its next ping: an entry-point's pool closes
+ * it; a reverse-proxy's asks the relay to (RETIRE), since the relay may be
+ * pairing it at that very moment.  When dials fail it backs off
+ * exponentially (100 ms .. 5 s, with jitter) and probes with one dial at a
+ * time until one succeeds.
  *
  * A channel that leaves the pool is a bufferevent that the caller owns
- * from then on; the caller reports its end with pool_release().
+ * from then on; the caller gives it back with pool_put() when its user
+ * connection ended cleanly (the pool waits for the relay's REUSE, then
+ * the channel is idle again), or reports with pool_put(NULL) that it
+ * closed.
  */
 #ifndef POOL_H
 #define POOL_H
@@ -62,7 +66,7 @@ struct pool *pool_new(const struct pool_config *config);
 
 /*
  * Take an idle channel out of the pool: the caller owns it and must call
- * pool_release() when it ends.  NULL when none is idle (a refill is under
+ * pool_put() when it ends.  NULL when none is idle (a refill is under
  * way; on_idle says when one is ready).
  */
 struct bufferevent *pool_take(struct pool *p);
@@ -70,8 +74,12 @@ struct bufferevent *pool_take(struct pool *p);
 /* entry-point: this many connections are waiting for a channel. */
 void pool_set_waiting(struct pool *p, unsigned waiting);
 
-/* A channel taken from (or handed out by) the pool has ended. */
-void pool_release(struct pool *p);
+/*
+ * A channel taken from (or handed out by) the pool has ended: bev is the
+ * channel back after a clean end (the pool owns it again), or NULL when it
+ * was closed.
+ */
+void pool_put(struct pool *p, struct bufferevent *bev);
 
 /* "host:port" of the relay, for log lines. */
 const char *pool_relay_name(const struct pool *p);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -36,6 +37,11 @@ struct rchan {
 	struct group *group;
 	struct rchan *partner;
 	int paused;			/* reading stopped: partner full */
+	int fin;			/* paired: FIN passed on from this side */
+	size_t frame_left;		/* paired: bytes of a frame still to pass */
+	time_t born;			/* monotonic seconds at accept */
+	unsigned long uses;		/* user connections carried */
+	int dying;			/* its event callback is closing it */
 	char peer[NETADDR_STRLEN];
 	char key[17];			/* fingerprint, for logs */
 	TAILQ_ENTRY(rchan) qlink;	/* group's idle or waiting list */
@@ -191,27 +197,172 @@ auth_reply(struct rchan *c, uint8_t code)
 	send_frame(c, FRAME_AUTH_RESULT, payload, sizeof(payload));
 }
 
-/* Pass whatever src has read to its partner; stop reading src while the
- * partner's output is full. */
+static time_t
+mono_now(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void rchan_recycle(struct rchan *c);
+static void group_match(struct group *g);
+
+/*
+ * The user connection on the pair a-b ended cleanly: FIN went both ways
+ * and has been passed on.  Each channel goes back to idle (REUSE tells its
+ * client so) unless it is too old, in which case it is closed.
+ */
 static void
+pair_end(struct rchan *a, struct rchan *b)
+{
+	struct rchan *entry = a->role == ROLE_ENTRY ? a : b;
+	struct rchan *reverse = a->role == ROLE_ENTRY ? b : a;
+	struct group *g = entry->group;
+
+	a->partner = b->partner = NULL;
+	log_debug("group %u: entry-point %s and reverse-proxy %s: connection "
+	    "ended cleanly", g->id, entry->peer, reverse->peer);
+	g->refs++;		/* g outlives both channels for group_match */
+	rchan_recycle(entry);
+	rchan_recycle(reverse);
+	group_match(g);
+	group_unref(g);
+}
+
+/*
+ * Protocol error on a paired channel: src is closed, its partner gets RST
+ * (src's frames stopped at a boundary, so RST is a frame of its own there)
+ * and is closed after it.
+ */
+static void
+pair_fail(struct rchan *src, const char *why)
+{
+	struct rchan *dst = src->partner;
+
+	log_info("%s: protocol error: %s", src->peer, why);
+	if (dst != NULL) {
+		send_frame(dst, FRAME_RST, NULL, 0);
+		rchan_close_flush(dst);
+	}
+	rchan_free(src);
+}
+
+/* Does a frame of this type pass the relay untouched? */
+static int
+passes(const struct rchan *src, const struct frame_header *h)
+{
+	switch (h->type) {
+	case FRAME_DATA:
+		return !src->fin;
+	case FRAME_OPEN:
+		return src->role == ROLE_ENTRY;
+	case FRAME_OPEN_RESULT:
+		return src->role == ROLE_REVERSE;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Pass what src has read on to its partner.  The relay follows the frame
+ * headers but moves the bytes in as few pieces as it can: the run of DATA
+ * (and OPEN, OPEN_RESULT) frames up to the next control frame goes in one
+ * evbuffer move, chains and all, even when its last frame has not fully
+ * arrived.  Control frames: PING and RETIRE that crossed the pairing are
+ * dropped; FIN is passed on and noted (both ways: the pair ends and its
+ * channels are reused); RST is passed on and closes the pair; anything
+ * else is a protocol error.  Stops reading src while the partner's output
+ * is full.  Returns -1 when src is gone.
+ */
+static int
 relay_forward(struct rchan *src)
 {
 	struct rchan *dst = src->partner;
+	struct evbuffer *in = bufferevent_get_input(src->bev);
 	struct evbuffer *out;
+	struct evbuffer_ptr pos;
+	struct frame_header h;
+	uint8_t hdr[FRAME_HEADER_LEN];
+	char err[160];
+	size_t len, run, n;
+	int r;
 
-	if (dst == NULL)
-		return;
-	out = bufferevent_get_output(dst->bev);
-	if (evbuffer_add_buffer(out, bufferevent_get_input(src->bev)) == -1) {
-		log_warnx("%s: out of memory", src->peer);
-		rchan_close_flush(dst);
-		rchan_free(src);
-		return;
+	while (dst != NULL && (len = evbuffer_get_length(in)) > 0) {
+		out = bufferevent_get_output(dst->bev);
+		/* How far the frames that pass untouched go. */
+		run = src->frame_left;
+		while (run + FRAME_HEADER_LEN <= len) {
+			if (evbuffer_ptr_set(in, &pos, run, EVBUFFER_PTR_SET)
+			    == -1 || evbuffer_copyout_from(in, &pos, hdr,
+			    sizeof(hdr)) != (ev_ssize_t)sizeof(hdr) ||
+			    frame_header_decode(hdr, sizeof(hdr), &h, err,
+			    sizeof(err)) != 1 || !passes(src, &h))
+				break;
+			run += FRAME_HEADER_LEN + h.length;
+		}
+		if (run > 0) {
+			n = run < len ? run : len;
+			r = n == len ? evbuffer_add_buffer(out, in) :
+			    evbuffer_remove_buffer(in, out, n) == (int)n ? 0 :
+			    -1;
+			if (r == -1) {
+				log_warnx("%s: out of memory", src->peer);
+				rchan_close_flush(dst);
+				rchan_free(src);
+				return -1;
+			}
+			src->frame_left = run - n;
+			continue;
+		}
+		/* A frame that does not pass is at the front. */
+		if ((r = frame_peek(in, &h, err, sizeof(err))) == 0)
+			break;
+		if (r == -1) {
+			pair_fail(src, err);
+			return -1;
+		}
+		switch (h.type) {
+		case FRAME_PING:
+		case FRAME_RETIRE:
+			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			break;
+		case FRAME_FIN:
+			if (src->fin)
+				goto unexpected;
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			send_frame(dst, FRAME_FIN, NULL, 0);
+			src->fin = 1;
+			if (dst->fin) {
+				pair_end(src, dst);
+				return 0;
+			}
+			break;
+		case FRAME_RST:
+			evbuffer_drain(in, FRAME_HEADER_LEN);
+			send_frame(dst, FRAME_RST, NULL, 0);
+			log_debug("%s: %s reset the connection", src->peer,
+			    role_name(src->role));
+			rchan_close_flush(dst);
+			rchan_free(src);
+			return -1;
+		default:
+			goto unexpected;
+		}
 	}
-	if (evbuffer_get_length(out) >= RELAY_HIGH_WATER) {
+	if (dst != NULL && evbuffer_get_length(bufferevent_get_output(
+	    dst->bev)) >= RELAY_HIGH_WATER) {
 		bufferevent_disable(src->bev, EV_READ);
 		src->paused = 1;
 	}
+	return 0;
+unexpected:
+	snprintf(err, sizeof(err), "unexpected %s%s from the %s",
+	    frame_type_name(h.type), src->fin ? " after FIN" : "",
+	    role_name(src->role));
+	pair_fail(src, err);
+	return -1;
 }
 
 /* Pair an entry-point channel (its OPEN still unread in its input) with an
@@ -226,6 +377,10 @@ pair(struct rchan *entry, struct rchan *reverse)
 	entry->state = reverse->state = R_PAIRED;
 	entry->partner = reverse;
 	reverse->partner = entry;
+	entry->fin = reverse->fin = 0;
+	entry->frame_left = reverse->frame_left = 0;
+	entry->uses++;
+	reverse->uses++;
 	/* A user connection may stay quiet for as long as it likes. */
 	bufferevent_set_timeouts(entry->bev, NULL, NULL);
 	bufferevent_set_timeouts(reverse->bev, NULL, NULL);
@@ -243,9 +398,10 @@ pair(struct rchan *entry, struct rchan *reverse)
 		rchan_free(entry);
 		return;
 	}
-	relay_forward(entry);
-	if (reverse->partner != NULL)
-		relay_forward(reverse);
+	/* The reverse-proxy's input may hold a PING (dropped) or RETIRE
+	 * (ignored: it is in use now) sent before it learned of the pairing. */
+	if (relay_forward(entry) == 0 && entry->state == R_PAIRED)
+		(void)relay_forward(reverse);
 }
 
 /* Pair waiting OPENs of g with idle reverse-proxy channels of g. */
@@ -324,6 +480,46 @@ entry_open(struct rchan *c)
 	group_match(g);
 }
 
+/* After a clean end: c is idle again, or closed when it is too old. */
+static void
+rchan_recycle(struct rchan *c)
+{
+	struct timeval idle = { RELAY_IDLE_TIMEOUT, 0 };
+	time_t age = mono_now() - c->born;
+
+	if (c->dying)
+		return;		/* rchan_event_cb frees it */
+	if (age >= RELAY_REUSE_MAX_AGE) {
+		log_debug("%s: %s channel is %lld s old: closing it rather "
+		    "than reusing it", c->peer, role_name(c->role),
+		    (long long)age);
+		rchan_close_flush(c);
+		return;
+	}
+	c->state = R_IDLE;
+	c->fin = 0;
+	c->frame_left = 0;
+	send_frame(c, FRAME_REUSE, NULL, 0);
+	bufferevent_set_timeouts(c->bev, &idle, NULL);
+	if (c->role == ROLE_REVERSE) {
+		TAILQ_INSERT_TAIL(&c->group->idle, c, qlink);
+		c->group->nidle++;
+	}
+	log_debug("%s: %s channel idle again (%lu connections carried)",
+	    c->peer, role_name(c->role), c->uses);
+	if (c->paused) {
+		c->paused = 0;
+		if (bufferevent_enable(c->bev, EV_READ) == -1) {
+			rchan_free(c);
+			return;
+		}
+	}
+	/* Frames already read wait for no new read event. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 /* Handle AUTH, the first frame.  Returns 0 when c is authenticated. */
 static int
 handle_auth(struct rchan *c, const struct frame_header *h)
@@ -394,7 +590,7 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 	int r = 0;
 
 	if (c->state == R_PAIRED) {
-		relay_forward(c);
+		(void)relay_forward(c);
 		return;
 	}
 	while ((c->state == R_AUTH || c->state == R_IDLE) &&
@@ -428,6 +624,16 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (h.type == FRAME_OPEN && c->role == ROLE_ENTRY) {
 			entry_open(c);	/* OPEN stays in the input */
+			return;
+		}
+		if (h.type == FRAME_RETIRE || h.type == FRAME_RST) {
+			/* RETIRE: the client's pool has too many.  RST: an
+			 * abort that crossed the clean end; the client closes
+			 * this channel anyway. */
+			log_debug("%s: idle %s channel %s", c->peer,
+			    role_name(c->role), h.type == FRAME_RETIRE ?
+			    "retired" : "reset");
+			rchan_free(c);
 			return;
 		}
 		log_info("%s: protocol error: %s on an idle %s channel",
@@ -502,7 +708,9 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* Pass on what was read, then close the partner once it
 		 * has that. */
 		if (p != NULL) {
-			relay_forward(c);
+			c->dying = 1;
+			if (relay_forward(c) == -1)
+				return;		/* c is gone, and its pair */
 			p = c->partner;
 		}
 		log_debug("%s: %s channel ended (%s%s%s)", c->peer, role_name(c->role), (what & BEV_EVENT_EOF) ? "eof" : "", (what & BEV_EVENT_ERROR) ? "error " : "", (what & BEV_EVENT_ERROR) ? (reason[0] ? reason : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR())) : "");
@@ -551,6 +759,7 @@ relay_accept(evutil_socket_t fd, const struct sockaddr *peer)
 	nrchans++;
 	netaddr_format(peer, c->peer);
 	c->state = R_HANDSHAKE;
+	c->born = mono_now();
 	(void)netaddr_set_nodelay(fd);
 	if ((ssl = SSL_new(relay_cfg.ssl_ctx)) == NULL) {
 		log_warnx_ssl("%s: SSL_new", c->peer);

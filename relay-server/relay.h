@@ -30,6 +30,7 @@ struct relay_config {
 #define RELAY_READ_HIGH_WATER (64 * 1024)
 #define RELAY_FLUSH_TIMEOUT 10
 #define RELAY_PONG_BACKLOG 4096		/* bytes of unread PONGs tolerated */
+#define RELAY_REUSE_MAX_AGE 3600	/* seconds: older channels are not reused */
 
 /* Set up the relay's state on base.  Returns 0 or -1. */
 int relay_init(struct event_base *base, const struct relay_config *cfg);

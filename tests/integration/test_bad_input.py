@@ -108,7 +108,10 @@ def tls_read_until_closed(tls, timeout):
     pytest.fail("the relay kept a bad TLS client for %.1f s (got %r)" % (timeout, data[:64]))
 
 
-def auth_frame(version=1, role=1, group=0, key=None, signature=None):
+PROTOCOL_VERSION = 2  # common/frame.h
+
+
+def auth_frame(version=PROTOCOL_VERSION, role=1, group=0, key=None, signature=None):
     payload = (bytes([version, role]) + struct.pack(">I", group)
                + (key or os.urandom(32)) + (signature or os.urandom(64)))
     return bytes([1]) + struct.pack(">H", len(payload)) + payload
@@ -120,6 +123,7 @@ BAD_FRAMES = [
     ("AUTH with length 0xFFFF", b"\x01\xff\xff" + b"A" * 100, True),
     ("DATA instead of AUTH", b"\x07\x00\x05hello", True),
     ("AUTH of version 9", auth_frame(version=9), True),
+    ("AUTH of version 1 (no channel reuse)", auth_frame(version=1), True),
     ("AUTH with an unknown key", auth_frame(), True),
     ("AUTH with a bad role", auth_frame(role=7), True),
     ("truncated AUTH, then silence", auth_frame()[:20], False),
@@ -170,7 +174,7 @@ def test_bad_input_is_dropped_and_others_are_unharmed(tunnel, echo_server, keys)
             else:
                 assert 1.0 <= elapsed <= 5.0, "%s: dropped after %.2f s" % (name, elapsed)
             # Whatever the relay answered, it is never an AUTH_RESULT "ok".
-            assert not data.startswith(b"\x02\x00\x02\x01\x00"), "%s: accepted!" % name
+            assert not data.startswith(b"\x02\x00\x02" + bytes([PROTOCOL_VERSION, 0])), "%s: accepted!" % name
             if data:
                 assert data[0] == 2, "%s: answered with frame type %d" % (name, data[0])
                 assert data[4] != 0, "%s: AUTH_RESULT ok" % name

@@ -60,6 +60,8 @@ test_header_round_trip_every_type(void **state)
 		{ FRAME_DATA, FRAME_DATA_MAX },
 		{ FRAME_FIN, 0 },
 		{ FRAME_RST, 0 },
+		{ FRAME_REUSE, 0 },
+		{ FRAME_RETIRE, 0 },
 	};
 	struct frame_header h;
 	uint8_t buf[FRAME_HEADER_LEN];
@@ -154,7 +156,9 @@ test_header_unknown_type(void **state)
 {
 	(void)state;
 	header_refused(0, 0, "unknown frame type 0");
-	header_refused(10, 0, "unknown frame type 10");
+	header_refused(12, 0, "unknown frame type 12");
+	header_refused(FRAME_REUSE, 1, "REUSE frame of 1 bytes");
+	header_refused(FRAME_RETIRE, 1, "RETIRE frame of 1 bytes");
 	header_refused(200, 1, "unknown frame type 200");
 	header_refused(255, 1, "unknown frame type 255");
 }
@@ -166,6 +170,9 @@ test_type_names(void **state)
 	assert_string_equal(frame_type_name(FRAME_AUTH), "AUTH");
 	assert_string_equal(frame_type_name(FRAME_DATA), "DATA");
 	assert_string_equal(frame_type_name(FRAME_RST), "RST");
+	assert_string_equal(frame_type_name(FRAME_REUSE), "REUSE");
+	assert_string_equal(frame_type_name(FRAME_RETIRE), "RETIRE");
+	assert_string_equal(frame_type_name(12), "unknown");
 	assert_string_equal(frame_type_name(0), "unknown");
 	assert_string_equal(frame_type_name(200), "unknown");
 	assert_string_equal(open_code_text(OPEN_NO_PEER),
@@ -340,23 +347,31 @@ test_auth_other_version(void **state)
 
 	(void)state;
 	sample_auth(&m);
-	m.version = 2;
+	m.version = PROTOCOL_VERSION + 1;
 	auth_msg_encode(&m, buf);
 	assert_int_equal(auth_msg_decode(buf, AUTH_PAYLOAD_LEN, &back, err,
 	    sizeof(err)), -1);
-	assert_err_contains(err, "version 2");
-	assert_int_equal(back.version, 2);
+	assert_err_contains(err, "version 3");
+	assert_int_equal(back.version, PROTOCOL_VERSION + 1);
 
 	/* Whatever the length, the version is what is reported. */
 	err[0] = '\0';
 	assert_int_equal(auth_msg_decode(buf, 1, &back, err, sizeof(err)), -1);
 	assert_err_contains(err, "version");
-	assert_int_equal(back.version, 2);
+	assert_int_equal(back.version, PROTOCOL_VERSION + 1);
 	err[0] = '\0';
 	assert_int_equal(auth_msg_decode(buf, sizeof(buf), &back, err,
 	    sizeof(err)), -1);
 	assert_err_contains(err, "version");
-	assert_int_equal(back.version, 2);
+	assert_int_equal(back.version, PROTOCOL_VERSION + 1);
+
+	/* Version 1 (before channel reuse) is another version too. */
+	m.version = 1;
+	auth_msg_encode(&m, buf);
+	err[0] = '\0';
+	assert_int_equal(auth_msg_decode(buf, AUTH_PAYLOAD_LEN, &back, err,
+	    sizeof(err)), -1);
+	assert_err_contains(err, "version 1");
 }
 
 static void
