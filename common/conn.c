@@ -19,6 +19,7 @@
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
+#include "tls.h"
 
 enum conn_state {
 	CONN_WAIT_CHANNEL,	/* entry: source accepted, no channel yet */
@@ -581,6 +582,7 @@ channel_process(struct conn *c)
 		bufferevent_disable(c->channel, EV_READ);
 		c->channel_paused = 1;
 	}
+	tls_kick(c->channel);
 	return;
 unexpected:
 	log_warnx("%s: protocol error: unexpected %s", c->label,

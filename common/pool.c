@@ -352,7 +352,9 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 			chan_free(c);
 			pool_refill(p);
 		}
+		return;
 	}
+	tls_kick(bev);
 }
 
 /* Describe why a channel failed, from the TLS, socket and DNS layers. */
@@ -428,6 +430,7 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		c->state = CHAN_AUTH_SENT;
+		tls_kick(bev);
 		return;
 	}
 	describe_error(bev, what, why, sizeof(why));
@@ -600,6 +603,7 @@ pool_put(struct pool *p, struct bufferevent *bev)
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
 		    BEV_TRIG_DEFER_CALLBACKS);
+	tls_kick(bev);
 }
 
 void

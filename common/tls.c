@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -46,6 +49,10 @@ ctx_new(const SSL_METHOD *method)
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* Idle channels hold no record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Read ahead: one read() takes several records instead of two
+	 * read()s per record (header, then body).  See tls_kick. */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
 	return ctx;
 }
 
@@ -164,4 +171,16 @@ tls_exporter(SSL *ssl, uint8_t out[32])
 	return SSL_export_keying_material(ssl, out, AUTH_EXPORTER_LEN,
 	    AUTH_EXPORTER_LABEL, strlen(AUTH_EXPORTER_LABEL), NULL, 0, 0) == 1 ?
 	    0 : -1;
+}
+
+void
+tls_kick(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (ssl != NULL && fd >= 0 && SSL_has_pending(ssl) &&
+	    (bufferevent_get_enabled(bev) & EV_READ))
+		event_base_active_by_fd(bufferevent_get_base(bev), fd,
+		    EV_READ);
 }

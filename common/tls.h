@@ -12,6 +12,12 @@
  * commits the bytes read in the same pass, so a synchronous callback that
  * closes on EOF loses the last records (a FIN, say).  Deferred, the read
  * callback runs first.
+ *
+ * Read-ahead is on (TLS_READ_BUFFER bytes): OpenSSL then takes several
+ * records per read(), but records it holds undecrypted are invisible to
+ * epoll and to libevent 2.1.12 (which only asks SSL_pending).  Whoever
+ * reads a TLS bufferevent calls tls_kick() after draining its input, and
+ * after enabling reading again.
  */
 #ifndef TLS_H
 #define TLS_H
@@ -20,6 +26,10 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+
+struct bufferevent;
+
+#define TLS_READ_BUFFER (64 * 1024 + 512)	/* four records and change */
 
 /*
  * Load and check the relay's certificate and key.  Returns a context or
@@ -42,5 +52,11 @@ SSL *tls_client_ssl_new(SSL_CTX *ctx, const char *host);
 
 /* The 32-byte AUTH exporter value of an established session; 0 or -1. */
 int tls_exporter(SSL *ssl, uint8_t out[32]);
+
+/*
+ * If OpenSSL holds records that it read ahead and reading is enabled, make
+ * libevent read the bufferevent again (as if its socket were readable).
+ */
+void tls_kick(struct bufferevent *bev);
 
 #endif

@@ -356,6 +356,7 @@ relay_forward(struct rchan *src)
 		bufferevent_disable(src->bev, EV_READ);
 		src->paused = 1;
 	}
+	tls_kick(src->bev);
 	return 0;
 unexpected:
 	snprintf(err, sizeof(err), "unexpected %s%s from the %s",
@@ -518,6 +519,7 @@ rchan_recycle(struct rchan *c)
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		bufferevent_trigger(c->bev, EV_READ,
 		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	tls_kick(c->bev);
 }
 
 /* Handle AUTH, the first frame.  Returns 0 when c is authenticated. */
@@ -650,7 +652,10 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 		} else {
 			rchan_free(c);
 		}
+		return;
 	}
+	if (c->state == R_AUTH || c->state == R_IDLE)
+		tls_kick(bev);
 }
 
 static void
@@ -665,6 +670,8 @@ rchan_write_cb(struct bufferevent *bev, void *arg)
 		p->paused = 0;
 		if (bufferevent_enable(p->bev, EV_READ) == -1)
 			rchan_free(p);
+		else
+			tls_kick(p->bev);
 	}
 }
 
@@ -680,6 +687,7 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* TLS handshake done; AUTH must follow within the same
 		 * deadline. */
 		c->state = R_AUTH;
+		tls_kick(bev);	/* AUTH may have come with the handshake */
 		return;
 	}
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
