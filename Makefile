@@ -36,9 +36,9 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
-	-Wmissing-prototypes -Wno-format-truncation -Icommon $(SANFLAGS)
+	-Wmissing-prototypes -Wno-format-truncation -Icommon -pthread $(SANFLAGS)
 # (-Wno-format-truncation: log labels and messages are cut on purpose.)
-LDFLAGS += $(SANFLAGS)
+LDFLAGS += -pthread $(SANFLAGS)
 
 PROGRAMS := entry-point relay-server reverse-proxy gen-cert
 COMMON_SRC := $(wildcard common/*.c)
@@ -106,9 +106,15 @@ test: deps
 test-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# The suite runs once per relay worker count (one event loop; two threads).
+RELAY_WORKERS ?= 1 2
+
 test-integration: $(BINS)
-	TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE) \
-	    $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	@set -e; for w in $(RELAY_WORKERS); do \
+	    echo "== integration tests, relay-server --workers $$w"; \
+	    TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE) \
+	    TRP_RELAY_WORKERS=$$w $(PYTHON) -m pytest -q tests/integration \
+	    $(PYTEST_ARGS); done
 
 demo: deps
 	@$(MAKE) --no-print-directory -s all

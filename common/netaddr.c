@@ -84,9 +84,10 @@ netaddr_format(const struct sockaddr *sa, char buf[NETADDR_STRLEN])
 	}
 }
 
-int
-netaddr_listen(const struct sockaddr *sa, socklen_t salen, int dual_stack,
-    char *err, size_t errlen)
+/* A socket bound to sa, listening unless probe is set. */
+static int
+bound_socket(const struct sockaddr *sa, socklen_t salen, int dual_stack,
+    int reuseport, int probe, char *err, size_t errlen)
 {
 	char name[NETADDR_STRLEN];
 	int fd, one = 1, v6only = dual_stack ? 0 : 1;
@@ -101,10 +102,14 @@ netaddr_listen(const struct sockaddr *sa, socklen_t salen, int dual_stack,
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ==
 	    -1)
 		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1)
+		goto fail;
 	if (sa->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
 	    IPV6_V6ONLY, &v6only, sizeof(v6only)) == -1)
 		goto fail;
-	if (bind(fd, sa, salen) == -1 || listen(fd, SOMAXCONN) == -1)
+	if (bind(fd, sa, salen) == -1 || (!probe && listen(fd, SOMAXCONN) ==
+	    -1))
 		goto fail;
 	return fd;
 fail:
@@ -112,6 +117,40 @@ fail:
 	    strerror(errno));
 	close(fd);
 	return -1;
+}
+
+int
+netaddr_listen(const struct sockaddr *sa, socklen_t salen, int dual_stack,
+    char *err, size_t errlen)
+{
+	return bound_socket(sa, salen, dual_stack, 0, 0, err, errlen);
+}
+
+int
+netaddr_listen_n(const struct sockaddr *sa, socklen_t salen, int *fds,
+    unsigned n, char *err, size_t errlen)
+{
+	unsigned i;
+	int fd;
+
+	if (n == 1)
+		return (fds[0] = netaddr_listen(sa, salen, 0, err, errlen)) ==
+		    -1 ? -1 : 0;
+	/* SO_REUSEPORT would let these sockets share the port with any
+	 * other program of ours that asks for it too: first make sure that
+	 * nothing listens there. */
+	if ((fd = bound_socket(sa, salen, 0, 0, 1, err, errlen)) == -1)
+		return -1;
+	close(fd);
+	for (i = 0; i < n; i++) {
+		if ((fds[i] = bound_socket(sa, salen, 0, 1, 0, err, errlen)) ==
+		    -1) {
+			while (i-- > 0)
+				close(fds[i]);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int

@@ -30,6 +30,14 @@ void netaddr_format(const struct sockaddr *sa, char buf[NETADDR_STRLEN]);
 int netaddr_listen(const struct sockaddr *sa, socklen_t salen, int dual_stack,
     char *err, size_t errlen);
 
+/*
+ * n listening sockets on sa (IPv6 only for IPv6 addresses), sharing the
+ * port with SO_REUSEPORT when n > 1 (after checking that nothing else
+ * listens there).  Fills fds; returns 0, or -1 with a message in err.
+ */
+int netaddr_listen_n(const struct sockaddr *sa, socklen_t salen, int *fds,
+    unsigned n, char *err, size_t errlen);
+
 /* Set TCP_NODELAY on fd; returns 0 or -1. */
 int netaddr_set_nodelay(int fd);
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,39 +21,52 @@
 #include "tls.h"
 
 #define PROGNAME "relay-server"
-#define LISTENERS_MAX 16
 
-static struct listener *listeners[LISTENERS_MAX];
-static size_t nlisteners;
+static struct listener **listeners;
+static size_t nlisteners, listeners_cap;
 
 static void
 accept_cb(evutil_socket_t fd, struct sockaddr *peer, void *arg)
 {
-	(void)arg;
-	relay_accept(fd, peer);
+	relay_accept((unsigned)(uintptr_t)arg, fd, peer);
 }
 
-/* Listen on one address.  Returns 0, or -1 with err set. */
+/* Listen on one address, one socket per worker.  Returns 0, or -1 with
+ * err set. */
 static int
-listen_on(struct event_base *base, const struct sockaddr *sa,
-    socklen_t salen, char *err, size_t errlen)
+listen_on(unsigned nworkers, const struct sockaddr *sa, socklen_t salen,
+    char *err, size_t errlen)
 {
 	char name[NETADDR_STRLEN];
-	int fd;
+	int fds[RELAY_WORKERS_MAX];
+	unsigned i;
 
-	if (nlisteners == LISTENERS_MAX) {
-		snprintf(err, errlen, "too many addresses");
-		return -1;
+	if (nlisteners + nworkers > listeners_cap) {
+		size_t cap = listeners_cap * 2 + nworkers;
+		struct listener **l = reallocarray(listeners, cap,
+		    sizeof(*l));
+		if (l == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		listeners = l;
+		listeners_cap = cap;
 	}
-	if ((fd = netaddr_listen(sa, salen, 0, err, errlen)) == -1)
+	if (netaddr_listen_n(sa, salen, fds, nworkers, err, errlen) == -1)
 		return -1;
 	netaddr_format(sa, name);
-	if ((listeners[nlisteners] = listener_new(base, fd, name, accept_cb,
-	    NULL)) == NULL) {
-		snprintf(err, errlen, "%s: cannot start the listener", name);
-		return -1;
+	for (i = 0; i < nworkers; i++) {
+		/* listener_new closes the socket when it fails. */
+		if ((listeners[nlisteners] = listener_new(relay_worker_base(i),
+		    fds[i], name, accept_cb, (void *)(uintptr_t)i)) == NULL) {
+			while (++i < nworkers)
+				close(fds[i]);
+			snprintf(err, errlen, "%s: cannot start the listener",
+			    name);
+			return -1;
+		}
+		nlisteners++;
 	}
-	nlisteners++;
 	log_info("listening on %s", name);
 	return 0;
 }
@@ -62,7 +76,7 @@ listen_on(struct event_base *base, const struct sockaddr *sa,
  * host is NULL).  Exits when none can be used.
  */
 static void
-listen_all(struct event_base *base, const char *host, unsigned long port)
+listen_all(unsigned nworkers, const char *host, unsigned long port)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[8], err[512] = "", one[512] = "";
@@ -80,7 +94,7 @@ listen_all(struct event_base *base, const char *host, unsigned long port)
 		exit(EXIT_USAGE);
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		if (listen_on(base, ai->ai_addr, ai->ai_addrlen, one,
+		if (listen_on(nworkers, ai->ai_addr, ai->ai_addrlen, one,
 		    sizeof(one)) == 0)
 			continue;
 		/* A machine without IPv6 still serves IPv4 on the default
@@ -100,13 +114,22 @@ listen_all(struct event_base *base, const char *host, unsigned long port)
 		log_warnx("%s", err);
 }
 
+/* The number of cores, for --workers. */
+static unsigned long
+default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned long)n;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *host = NULL, *cert = "cert/server.crt";
 	const char *key = "cert/server.key", *pub = "cert/auth.pub";
 	unsigned long port = 4433, handshake_timeout = 10, open_timeout = 10;
-	unsigned long max_channels = 10000;
+	unsigned long max_channels = 10000, workers = default_workers();
 	int verbose = 0, quiet = 0;
 	const struct opt_spec specs[] = {
 		{ 'p', "port", OPT_PORT, &port, 0, 0, "PORT",
@@ -126,6 +149,8 @@ main(int argc, char **argv)
 		    "channel (default 10)" },
 		{ 0, "max-channels", OPT_UINT, &max_channels, 1, 1000000, "N",
 		    "channels open at once, at most (default 10000)" },
+		{ 0, "workers", OPT_UINT, &workers, 1, RELAY_WORKERS_MAX, "N",
+		    "event loops, in threads (default: the number of cores)" },
 		{ 'v', "verbose", OPT_FLAG, &verbose, 0, 0, NULL,
 		    "log every channel" },
 		{ 'q', "quiet", OPT_FLAG, &quiet, 0, 0, NULL,
@@ -159,19 +184,22 @@ main(int argc, char **argv)
 	cfg.handshake_timeout = (unsigned)handshake_timeout;
 	cfg.open_timeout = (unsigned)open_timeout;
 	cfg.max_channels = (unsigned)max_channels;
+	cfg.workers = (unsigned)workers;
 
 	base = daemon_base_new();
 	if (relay_init(base, &cfg) == -1)
-		fatalx("cannot start the relay");
-	listen_all(base, host, port);
+		fatalx("cannot start the relay's workers");
+	listen_all(cfg.workers, host, port);
 	log_info("accepting %zu key(s); handshake timeout %lu s, open timeout "
-	    "%lu s", cfg.keys.n, handshake_timeout, open_timeout);
+	    "%lu s; %lu worker%s", cfg.keys.n, handshake_timeout, open_timeout,
+	    workers, workers == 1 ? "" : "s");
 
-	rc = daemon_run(base);
+	rc = relay_run(daemon_run);
 
-	relay_shutdown();
 	for (i = 0; i < nlisteners; i++)
 		listener_free(listeners[i]);
+	free(listeners);
+	relay_shutdown();
 	daemon_base_free(base);
 	auth_keyset_free(&cfg.keys);
 	SSL_CTX_free(cfg.ssl_ctx);

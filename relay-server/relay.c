@@ -1,8 +1,14 @@
 #include "relay.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,13 +34,23 @@ enum rchan_state {
 };
 
 struct group;
+struct worker;
 
+/*
+ * A channel.  It owns its socket and its SSL (its bufferevent does not
+ * close them: a channel can move to another worker, which makes a new
+ * bufferevent for them).
+ */
 struct rchan {
 	enum rchan_state state;
+	struct worker *w;		/* the worker whose loop runs it */
+	evutil_socket_t fd;
+	SSL *ssl;
 	struct bufferevent *bev;
 	struct event *timer;		/* handshake or queue deadline */
 	uint8_t role;
 	struct group *group;
+	uint32_t gid;			/* group id, kept while moving */
 	struct rchan *partner;
 	int paused;			/* reading stopped: partner full */
 	int fin;			/* paired: FIN passed on from this side */
@@ -44,27 +60,71 @@ struct rchan {
 	int dying;			/* its event callback is closing it */
 	char peer[NETADDR_STRLEN];
 	char key[17];			/* fingerprint, for logs */
-	TAILQ_ENTRY(rchan) qlink;	/* group's idle or waiting list */
-	LIST_ENTRY(rchan) link;		/* every channel */
+	TAILQ_ENTRY(rchan) qlink;	/* group's idle or waiting list, or
+					 * the inbox of the worker it moves to */
+	LIST_ENTRY(rchan) link;		/* every channel of its worker */
 };
 
 TAILQ_HEAD(rchan_list, rchan);
 
+/* A group as one worker sees it. */
 struct group {
+	struct worker *w;
 	uint32_t id;
 	unsigned refs;			/* channels of this group */
 	struct rchan_list idle;		/* reverse-proxy channels */
 	struct rchan_list waiting;	/* entry-point channels with OPEN */
 	unsigned nidle, nwaiting;
+	unsigned published;		/* nwaiting, as the exchange knows it */
+	unsigned arrived;		/* channels moved here, not yet told */
 	LIST_ENTRY(group) link;
 };
 
-static struct event_base *relay_base;
+/*
+ * A worker: one event loop (the first one in the main thread, the others
+ * in threads of their own), its own listening sockets, its own channels
+ * and groups.  Nothing of a worker is touched by another thread except
+ * the fields under its lock.
+ */
+struct worker {
+	unsigned id;
+	struct event_base *base;
+	LIST_HEAD(, rchan) rchans;
+	LIST_HEAD(, group) groups;
+	time_t last_full_warning;
+	int efd;			/* eventfd: wakes the loop */
+	struct event *wake;
+	pthread_t thread;
+	int running;			/* thread started */
+	pthread_mutex_t lock;		/* guards the three below */
+	struct rchan_list inbox;	/* channels moved here */
+	int check;			/* another worker has OPENs waiting */
+	int quit;
+};
+
+/*
+ * The exchange: for every group with OPENs waiting somewhere, how many
+ * wait on each worker and how many reverse-proxy channels are on their
+ * way there.  Touched only when an OPEN has to wait or a channel moves,
+ * never on the data path.
+ */
+struct xslot {
+	unsigned waiting, incoming;
+};
+
+struct xgroup {
+	uint32_t id;
+	LIST_ENTRY(xgroup) link;
+	struct xslot slot[];		/* one per worker */
+};
+
 static struct relay_config relay_cfg;
-static LIST_HEAD(, rchan) rchans = LIST_HEAD_INITIALIZER(rchans);
-static LIST_HEAD(, group) groups = LIST_HEAD_INITIALIZER(groups);
-static unsigned nrchans;
-static time_t last_full_warning;
+static struct worker *workers;
+static unsigned nworkers;
+static atomic_uint nrchans;		/* all workers */
+static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, xgroup) xgroups = LIST_HEAD_INITIALIZER(xgroups);
+static atomic_uint xneed;		/* channels wanted, all groups */
 
 static void rchan_read_cb(struct bufferevent *, void *);
 static void rchan_write_cb(struct bufferevent *, void *);
@@ -78,30 +138,34 @@ role_name(uint8_t role)
 
 /* The group with this id, made if needed, with one more reference. */
 static struct group *
-group_ref(uint32_t id)
+group_ref(struct worker *w, uint32_t id)
 {
 	struct group *g;
 
-	LIST_FOREACH(g, &groups, link)
+	LIST_FOREACH(g, &w->groups, link)
 		if (g->id == id)
 			break;
 	if (g == NULL) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			return NULL;
+		g->w = w;
 		g->id = id;
 		TAILQ_INIT(&g->idle);
 		TAILQ_INIT(&g->waiting);
-		LIST_INSERT_HEAD(&groups, g, link);
+		LIST_INSERT_HEAD(&w->groups, g, link);
 	}
 	g->refs++;
 	return g;
 }
+
+static void group_publish(struct group *g);
 
 static void
 group_unref(struct group *g)
 {
 	if (g == NULL || --g->refs > 0)
 		return;
+	group_publish(g);	/* nothing waits here any more */
 	LIST_REMOVE(g, link);
 	free(g);
 }
@@ -123,20 +187,44 @@ group_leave(struct rchan *c)
 	}
 }
 
-/* The one place a channel is freed. */
+/* Drop c's bufferevent and timer, keeping its socket and SSL. */
+static void
+rchan_unhook(struct rchan *c)
+{
+	if (c->timer != NULL)
+		event_free(c->timer);
+	c->timer = NULL;
+	if (c->bev != NULL) {
+		/* Disabled first: a bufferevent freed inside one of its own
+		 * callbacks lives on until that returns, and must not read
+		 * or write the SSL meanwhile. */
+		(void)bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bufferevent_free(c->bev);
+	}
+	c->bev = NULL;
+}
+
+/* The one place a channel is freed (one that moves between workers is
+ * freed here too, on whichever side it is). */
 static void
 rchan_free(struct rchan *c)
 {
+	int queued = c->state == R_QUEUED;
+
 	group_leave(c);
+	if (queued)
+		group_publish(c->group);
 	group_unref(c->group);
 	if (c->partner != NULL)
 		c->partner->partner = NULL;
-	LIST_REMOVE(c, link);
-	nrchans--;
-	if (c->timer != NULL)
-		event_free(c->timer);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	if (c->w != NULL)
+		LIST_REMOVE(c, link);
+	atomic_fetch_sub(&nrchans, 1);
+	rchan_unhook(c);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	if (c->fd != -1)
+		close(c->fd);
 	free(c);
 }
 
@@ -160,8 +248,11 @@ static void
 rchan_close_flush(struct rchan *c)
 {
 	struct timeval tv = { RELAY_FLUSH_TIMEOUT, 0 };
+	int queued = c->state == R_QUEUED;
 
 	group_leave(c);
+	if (queued)
+		group_publish(c->group);
 	if (c->partner != NULL) {
 		c->partner->partner = NULL;
 		c->partner = NULL;
@@ -405,15 +496,196 @@ pair(struct rchan *entry, struct rchan *reverse)
 		(void)relay_forward(reverse);
 }
 
-/* Pair waiting OPENs of g with idle reverse-proxy channels of g. */
+/* How many channels the slot still wants. */
+static unsigned
+xslot_need(const struct xslot *s)
+{
+	return s->waiting > s->incoming ? s->waiting - s->incoming : 0;
+}
+
+/* The exchange's entry for group id (made when create is set); under
+ * xlock. */
+static struct xgroup *
+xgroup_get(uint32_t id, int create)
+{
+	struct xgroup *xg;
+
+	LIST_FOREACH(xg, &xgroups, link)
+		if (xg->id == id)
+			return xg;
+	if (!create || (xg = calloc(1, sizeof(*xg) +
+	    nworkers * sizeof(xg->slot[0]))) == NULL)
+		return NULL;
+	xg->id = id;
+	LIST_INSERT_HEAD(&xgroups, xg, link);
+	return xg;
+}
+
+/* Forget an entry that says nothing any more; under xlock. */
+static void
+xgroup_tidy(struct xgroup *xg)
+{
+	unsigned i;
+
+	for (i = 0; i < nworkers; i++)
+		if (xg->slot[i].waiting > 0 || xg->slot[i].incoming > 0)
+			return;
+	LIST_REMOVE(xg, link);
+	free(xg);
+}
+
+static void
+worker_wake(struct worker *w)
+{
+	uint64_t one = 1;
+
+	/* A full counter (it cannot be) or EAGAIN still leaves it
+	 * readable, which is all that matters. */
+	(void)!write(w->efd, &one, sizeof(one));
+}
+
+/*
+ * Tell the exchange how many OPENs of g wait on this worker, and how many
+ * of the channels other workers sent have arrived.  When more are wanted
+ * than before, the other workers are asked to look for idle channels.
+ */
+static void
+group_publish(struct group *g)
+{
+	struct worker *w = g->w;
+	struct xgroup *xg;
+	struct xslot *s;
+	unsigned before, after, i, done;
+
+	if (nworkers == 1 || (g->nwaiting == g->published && g->arrived == 0))
+		return;
+	pthread_mutex_lock(&xlock);
+	if ((xg = xgroup_get(g->id, g->nwaiting > 0)) == NULL) {
+		pthread_mutex_unlock(&xlock);
+		if (g->nwaiting > 0)
+			log_warnx("group %u: out of memory: OPENs wait for "
+			    "this worker's channels only", g->id);
+		g->published = g->nwaiting;
+		g->arrived = 0;
+		return;
+	}
+	s = &xg->slot[w->id];
+	before = xslot_need(s);
+	s->waiting = g->nwaiting;
+	done = g->arrived < s->incoming ? g->arrived : s->incoming;
+	s->incoming -= done;
+	after = xslot_need(s);
+	if (after > before)
+		atomic_fetch_add(&xneed, after - before);
+	else if (before > after)
+		atomic_fetch_sub(&xneed, before - after);
+	xgroup_tidy(xg);
+	pthread_mutex_unlock(&xlock);
+	g->published = g->nwaiting;
+	g->arrived = 0;
+	if (after <= before)
+		return;
+	for (i = 0; i < nworkers; i++) {
+		if (i == w->id)
+			continue;
+		pthread_mutex_lock(&workers[i].lock);
+		workers[i].check = 1;
+		pthread_mutex_unlock(&workers[i].lock);
+		worker_wake(&workers[i]);
+	}
+}
+
+/* Can c move to another worker now: idle, nothing half read or unsent? */
+static int
+rchan_movable(const struct rchan *c)
+{
+	return c->state == R_IDLE && !c->paused &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/*
+ * Hand the idle reverse-proxy channel c to worker to.  Its bufferevent
+ * goes; its socket, SSL (with any records read ahead) and state travel in
+ * to's inbox, and to makes a new bufferevent for them in its own loop.
+ */
+static void
+rchan_move(struct rchan *c, struct worker *to)
+{
+	struct worker *from = c->w;
+
+	group_leave(c);
+	group_unref(c->group);
+	c->group = NULL;
+	LIST_REMOVE(c, link);
+	c->w = NULL;
+	rchan_unhook(c);
+	log_debug("%s: reverse-proxy channel moves from worker %u to %u",
+	    c->peer, from->id, to->id);
+	pthread_mutex_lock(&to->lock);
+	TAILQ_INSERT_TAIL(&to->inbox, c, qlink);
+	pthread_mutex_unlock(&to->lock);
+	worker_wake(to);
+}
+
+/*
+ * g has idle reverse-proxy channels and no OPEN waiting: give them to
+ * workers where OPENs of g wait, one claimed channel at a time.
+ */
+static void
+group_offer(struct group *g)
+{
+	struct worker *w = g->w;
+	struct xgroup *xg;
+	struct rchan *c;
+	unsigned i, v;
+
+	g->refs++;		/* moving its channels must not free g */
+	while (atomic_load(&xneed) > 0 && g->nwaiting == 0) {
+		TAILQ_FOREACH(c, &g->idle, qlink)
+			if (rchan_movable(c))
+				break;
+		if (c == NULL)
+			break;
+		v = nworkers;
+		pthread_mutex_lock(&xlock);
+		if ((xg = xgroup_get(g->id, 0)) != NULL) {
+			for (i = 1; i < nworkers; i++) {
+				struct xslot *s =
+				    &xg->slot[(w->id + i) % nworkers];
+				if (xslot_need(s) > 0) {
+					v = (w->id + i) % nworkers;
+					s->incoming++;
+					atomic_fetch_sub(&xneed, 1);
+					break;
+				}
+			}
+		}
+		pthread_mutex_unlock(&xlock);
+		if (v == nworkers)
+			break;
+		rchan_move(c, &workers[v]);
+	}
+	group_unref(g);
+}
+
+/*
+ * Pair waiting OPENs of g with idle reverse-proxy channels of g; then
+ * tell the exchange what still waits, or offer what is still idle.
+ */
 static void
 group_match(struct group *g)
 {
 	struct rchan *e, *r;
 
+	g->refs++;		/* pairing may free channels */
 	while ((e = TAILQ_FIRST(&g->waiting)) != NULL &&
 	    (r = TAILQ_FIRST(&g->idle)) != NULL)
 		pair(e, r);
+	group_publish(g);
+	if (g->nidle > 0 && g->nwaiting == 0)
+		group_offer(g);
+	group_unref(g);
 }
 
 static void
@@ -502,6 +774,7 @@ rchan_recycle(struct rchan *c)
 	c->frame_left = 0;
 	send_frame(c, FRAME_REUSE, NULL, 0);
 	bufferevent_set_timeouts(c->bev, &idle, NULL);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	if (c->role == ROLE_REVERSE) {
 		TAILQ_INSERT_TAIL(&c->group->idle, c, qlink);
 		c->group->nidle++;
@@ -564,11 +837,12 @@ handle_auth(struct rchan *c, const struct frame_header *h)
 		auth_reply(c, AUTH_BAD_SIGNATURE);
 		return -1;
 	}
-	if ((c->group = group_ref(m.group)) == NULL) {
+	if ((c->group = group_ref(c->w, m.group)) == NULL) {
 		log_warnx("%s: out of memory", c->peer);
 		return -1;
 	}
 	c->role = m.role;
+	c->gid = m.group;
 	event_del(c->timer);
 	auth_reply(c, AUTH_OK);
 	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
@@ -664,7 +938,14 @@ rchan_write_cb(struct bufferevent *bev, void *arg)
 	struct rchan *c = arg;
 	struct rchan *p = c->partner;
 
-	(void)bev;
+	/* An idle channel has sent all it had: another worker may want it
+	 * (then c moves, and is not touched after). */
+	if (c->state == R_IDLE && c->role == ROLE_REVERSE &&
+	    atomic_load(&xneed) > 0 &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		group_offer(c->group);
+		return;
+	}
 	/* c's output drained below the low mark: its partner may read. */
 	if (c->state == R_PAIRED && p != NULL && p->paused) {
 		p->paused = 0;
@@ -731,29 +1012,198 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 	rchan_free(c);
 }
 
-int
-relay_init(struct event_base *base, const struct relay_config *cfg)
+/* Set up a channel that another worker handed over, as idle here. */
+static void
+rchan_arrive(struct worker *w, struct rchan *c)
 {
-	relay_base = base;
-	relay_cfg = *cfg;
+	struct timeval idle = { RELAY_IDLE_TIMEOUT, 0 };
+	struct group *g;
+
+	c->w = w;
+	LIST_INSERT_HEAD(&w->rchans, c, link);
+	if ((g = group_ref(w, c->gid)) == NULL) {
+		log_warnx("%s: out of memory", c->peer);
+		rchan_free(c);
+		return;
+	}
+	c->group = g;
+	g->refs++;		/* for group_match below */
+	g->arrived++;		/* told to the exchange by group_match */
+	c->timer = evtimer_new(w->base, queue_timeout_cb, c);
+	c->bev = bufferevent_openssl_socket_new(w->base, c->fd, c->ssl,
+	    BUFFEREVENT_SSL_OPEN, BEV_OPT_DEFER_CALLBACKS);
+	c->state = R_IDLE;
+	TAILQ_INSERT_TAIL(&g->idle, c, qlink);
+	g->nidle++;
+	if (c->timer == NULL || c->bev == NULL) {
+		log_warnx("%s: cannot take over the channel", c->peer);
+		rchan_free(c);
+	} else {
+		bufferevent_setcb(c->bev, rchan_read_cb, rchan_write_cb,
+		    rchan_event_cb, c);
+		bufferevent_set_timeouts(c->bev, &idle, NULL);
+		if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) == -1) {
+			log_warnx("%s: cannot take over the channel", c->peer);
+			rchan_free(c);
+		} else {
+			tls_kick(c->bev);	/* records read ahead came too */
+		}
+	}
+	group_match(g);
+	group_unref(g);
+}
+
+/* Another thread wrote to w's eventfd: channels arrived, OPENs wait
+ * elsewhere, or the relay stops. */
+static void
+worker_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct rchan_list arrived = TAILQ_HEAD_INITIALIZER(arrived);
+	struct group *g, *next;
+	struct rchan *c;
+	uint64_t n;
+	int check, quit;
+
+	(void)what;
+	(void)!read(fd, &n, sizeof(n));
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&arrived, &w->inbox, qlink);
+	check = w->check;
+	quit = w->quit;
+	w->check = 0;
+	pthread_mutex_unlock(&w->lock);
+	if (quit) {
+		/* What arrived is freed with the inbox by relay_shutdown. */
+		pthread_mutex_lock(&w->lock);
+		TAILQ_CONCAT(&w->inbox, &arrived, qlink);
+		pthread_mutex_unlock(&w->lock);
+		event_base_loopbreak(w->base);
+		return;
+	}
+	while ((c = TAILQ_FIRST(&arrived)) != NULL) {
+		TAILQ_REMOVE(&arrived, c, qlink);
+		rchan_arrive(w, c);
+	}
+	if (!check)
+		return;
+	for (g = LIST_FIRST(&w->groups); g != NULL; g = next) {
+		g->refs++;
+		if (g->nidle > 0 && g->nwaiting == 0)
+			group_offer(g);
+		next = LIST_NEXT(g, link);
+		group_unref(g);
+	}
+}
+
+static int
+worker_init(struct worker *w, unsigned id, struct event_base *base)
+{
+	w->id = id;
+	w->efd = -1;
+	LIST_INIT(&w->rchans);
+	LIST_INIT(&w->groups);
+	TAILQ_INIT(&w->inbox);
+	if (pthread_mutex_init(&w->lock, NULL) != 0)
+		return -1;
+	if ((w->base = base) == NULL && (w->base = event_base_new()) == NULL)
+		return -1;
+	if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
+		log_warn("eventfd");
+		return -1;
+	}
+	if ((w->wake = event_new(w->base, w->efd, EV_READ | EV_PERSIST,
+	    worker_wake_cb, w)) == NULL || event_add(w->wake, NULL) == -1)
+		return -1;
 	return 0;
 }
 
+int
+relay_init(struct event_base *base, const struct relay_config *cfg)
+{
+	unsigned i;
+
+	relay_cfg = *cfg;
+	nworkers = cfg->workers > 0 ? cfg->workers : 1;
+	if ((workers = calloc(nworkers, sizeof(*workers))) == NULL)
+		return -1;
+	for (i = 0; i < nworkers; i++)
+		if (worker_init(&workers[i], i, i == 0 ? base : NULL) == -1)
+			return -1;	/* relay_shutdown frees what was made */
+	return 0;
+}
+
+struct event_base *
+relay_worker_base(unsigned i)
+{
+	return i < nworkers ? workers[i].base : NULL;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	if (event_base_dispatch(w->base) == -1)
+		log_warnx("worker %u: the event loop failed", w->id);
+	return NULL;
+}
+
+int
+relay_run(int (*run)(struct event_base *))
+{
+	sigset_t all, old;
+	unsigned i;
+	int rc = 0, e;
+
+	/* Signals are for the main thread's loop (worker 0). */
+	(void)sigfillset(&all);
+	if ((e = pthread_sigmask(SIG_BLOCK, &all, &old)) != 0) {
+		log_warnx("pthread_sigmask: %s", strerror(e));
+		return -1;
+	}
+	for (i = 1; i < nworkers; i++) {
+		if ((e = pthread_create(&workers[i].thread, NULL, worker_main,
+		    &workers[i])) != 0) {
+			log_warnx("cannot start worker %u: %s", i,
+			    strerror(e));
+			rc = -1;
+			break;
+		}
+		workers[i].running = 1;
+	}
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		rc = run(workers[0].base);
+	for (i = 1; i < nworkers; i++) {
+		if (!workers[i].running)
+			continue;
+		pthread_mutex_lock(&workers[i].lock);
+		workers[i].quit = 1;
+		pthread_mutex_unlock(&workers[i].lock);
+		worker_wake(&workers[i]);
+		(void)pthread_join(workers[i].thread, NULL);
+		workers[i].running = 0;
+	}
+	return rc;
+}
+
 void
-relay_accept(evutil_socket_t fd, const struct sockaddr *peer)
+relay_accept(unsigned worker, evutil_socket_t fd,
+    const struct sockaddr *peer)
 {
 	struct timeval tv = { (time_t)relay_cfg.handshake_timeout, 0 };
+	struct worker *w = &workers[worker];
 	struct rchan *c;
-	SSL *ssl;
 
-	if (nrchans >= relay_cfg.max_channels) {
+	if (atomic_load(&nrchans) >= relay_cfg.max_channels) {
 		time_t now = time(NULL);
-		if (now != last_full_warning) {
+		if (now != w->last_full_warning) {
 			char name[NETADDR_STRLEN];
 			netaddr_format(peer, name);
 			log_warnx("%u channels open (--max-channels): refusing "
-			    "%s", nrchans, name);
-			last_full_warning = now;
+			    "%s", atomic_load(&nrchans), name);
+			w->last_full_warning = now;
 		}
 		close(fd);
 		return;
@@ -763,29 +1213,27 @@ relay_accept(evutil_socket_t fd, const struct sockaddr *peer)
 		close(fd);
 		return;
 	}
-	LIST_INSERT_HEAD(&rchans, c, link);
-	nrchans++;
+	c->w = w;
+	c->fd = fd;
+	LIST_INSERT_HEAD(&w->rchans, c, link);
+	atomic_fetch_add(&nrchans, 1);
 	netaddr_format(peer, c->peer);
 	c->state = R_HANDSHAKE;
 	c->born = mono_now();
 	(void)netaddr_set_nodelay(fd);
-	if ((ssl = SSL_new(relay_cfg.ssl_ctx)) == NULL) {
+	if ((c->ssl = SSL_new(relay_cfg.ssl_ctx)) == NULL) {
 		log_warnx_ssl("%s: SSL_new", c->peer);
-		close(fd);
 		rchan_free(c);
 		return;
 	}
-	c->bev = bufferevent_openssl_socket_new(relay_base, fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS);
+	c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {
 		log_warnx("%s: cannot set up TLS", c->peer);
-		SSL_free(ssl);
-		close(fd);
 		rchan_free(c);
 		return;
 	}
-	c->timer = evtimer_new(relay_base, queue_timeout_cb, c);
+	c->timer = evtimer_new(w->base, queue_timeout_cb, c);
 	if (c->timer == NULL || evtimer_add(c->timer, &tv) == -1) {
 		log_warnx("%s: cannot arm the handshake timer", c->peer);
 		rchan_free(c);
@@ -798,14 +1246,41 @@ relay_accept(evutil_socket_t fd, const struct sockaddr *peer)
 		rchan_free(c);
 		return;
 	}
-	log_debug("%s: connected", c->peer);
+	log_debug("%s: connected (worker %u)", c->peer, w->id);
 }
 
 void
 relay_shutdown(void)
 {
+	struct xgroup *xg;
 	struct rchan *c;
+	unsigned i;
 
-	while ((c = LIST_FIRST(&rchans)) != NULL)
-		rchan_free(c);
+	for (i = 0; workers != NULL && i < nworkers; i++) {
+		struct worker *w = &workers[i];
+
+		while ((c = LIST_FIRST(&w->rchans)) != NULL)
+			rchan_free(c);
+		while ((c = TAILQ_FIRST(&w->inbox)) != NULL) {
+			TAILQ_REMOVE(&w->inbox, c, qlink);
+			rchan_free(c);
+		}
+		if (w->wake != NULL)
+			event_free(w->wake);
+		if (w->efd != -1)
+			close(w->efd);
+		if (i > 0 && w->base != NULL) {
+			/* Let freed bufferevents finish (deferred). */
+			(void)event_base_loop(w->base, EVLOOP_NONBLOCK);
+			event_base_free(w->base);
+		}
+		(void)pthread_mutex_destroy(&w->lock);
+	}
+	while ((xg = LIST_FIRST(&xgroups)) != NULL) {
+		LIST_REMOVE(xg, link);
+		free(xg);
+	}
+	free(workers);
+	workers = NULL;
+	nworkers = 0;
 }

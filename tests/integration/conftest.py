@@ -8,6 +8,8 @@ whether the test passed or not.
 
     TRP_BIN_DIR   absolute path of the binaries (default: build/linux/amd64 in this repo)
     TRP_SANITIZE  1 when the binaries are built with AddressSanitizer/UBSan (slower)
+    TRP_RELAY_WORKERS  --workers for every relay the fixtures start (default: the relay's
+                  own default, the number of cores); `make test` runs the suite with 1 and 2
 
 What the fixtures give a test:
 
@@ -42,6 +44,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("TRP_BIN_DIR") or REPO / "build" / "linux" / "amd64")
 SANITIZE = os.environ.get("TRP_SANITIZE", "").strip().lower() in ("1", "yes", "true")
+RELAY_WORKERS = os.environ.get("TRP_RELAY_WORKERS", "").strip()
 
 # The sanitizer build is 2-3 times slower: deadlines are multiplied by SLOW.
 SLOW = 3 if SANITIZE else 1
@@ -695,6 +698,8 @@ class Tunnel:
         keys = keys or self.keys
         args = ["-p", self.relay_port, "--host", self.host, "-c", keys.cert, "-k", keys.key,
                 "-a", keys.pub] + self.relay_args + list(extra)
+        if RELAY_WORKERS and "--workers" not in args:
+            args += ["--workers", RELAY_WORKERS]
         relay = self._start_daemon("relay-server", args, name=name)
         relay.wait_log("listening on %s:%d" % (bracket(self.host), self.relay_port))
         self.relay = relay
