@@ -153,8 +153,8 @@ print(' '.join(map(str, got)))
 EOF
 }
 read -r ECHO_PORT SSHD_PORT SSH_RPORT SSH_LPORT ST_APORT ST_BPORT ST_BMID ST_CPORT \
-    RELAY_PORT EP_PORT < <(free_ports 10) || die "no free ports"
-[ -n "${EP_PORT:-}" ] || die "no free ports"
+    RELAY_PORT EP_PORT RELAY1_PORT EP1_PORT < <(free_ports 12) || die "no free ports"
+[ -n "${EP1_PORT:-}" ] || die "no free ports"
 
 # ---- /proc helpers -----------------------------------------------------------
 alive() { # PID -> 0 if running (not a zombie)
@@ -191,12 +191,16 @@ fd_count() { # PID... -> open fds summed
 	echo $sum
 }
 
-PATHS=(direct ssh stunnel tunnel)
+# tunnel1: a second tunnel whose relay has one worker, for the workers table
+# (not in the hold figure).
+PATHS=(direct ssh stunnel tunnel tunnel1)
+WORKERS=$(nproc)
 declare -A PORT PROCS DEAD
 PORT[direct]=$ECHO_PORT
 PORT[ssh]=$SSH_LPORT
 PORT[stunnel]=$ST_APORT
 PORT[tunnel]=$EP_PORT
+PORT[tunnel1]=$EP1_PORT
 
 path_pids() { # PATH -> the path's own processes, now
 	case $1 in
@@ -376,7 +380,8 @@ PROCS[stunnel]="$ST_A_PID $ST_B_PID $ST_C_PID"
 RELAY_MAXCH=$((2 * HOLD_N + 4096))
 [ $RELAY_MAXCH -lt 10000 ] && RELAY_MAXCH=10000
 start relay-server relay-server "$BIN/relay-server" -q --host 127.0.0.1 -p "$RELAY_PORT" \
-    -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" --max-channels "$RELAY_MAXCH"
+    -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" --max-channels "$RELAY_MAXCH" \
+    --workers "$WORKERS"
 RELAY_PID=$LAST_PID
 start reverse-proxy reverse-proxy "$BIN/reverse-proxy" -q -s "127.0.0.1:$RELAY_PORT" \
     -c "$K/server.crt" -a "$K/auth"
@@ -385,10 +390,21 @@ start entry-point entry-point "$BIN/entry-point" -q -s "127.0.0.1:$RELAY_PORT" \
     -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$EP_PORT:$ECHO_PORT"
 EP_PID=$LAST_PID
 PROCS[tunnel]="$RELAY_PID $RP_PID $EP_PID"
+start relay-server-1 relay-server-1 "$BIN/relay-server" -q --host 127.0.0.1 -p "$RELAY1_PORT" \
+    -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" --workers 1
+RELAY1_PID=$LAST_PID
+start reverse-proxy-1 reverse-proxy-1 "$BIN/reverse-proxy" -q -s "127.0.0.1:$RELAY1_PORT" \
+    -c "$K/server.crt" -a "$K/auth"
+RP1_PID=$LAST_PID
+start entry-point-1 entry-point-1 "$BIN/entry-point" -q -s "127.0.0.1:$RELAY1_PORT" \
+    -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$EP1_PORT:$ECHO_PORT"
+EP1_PID=$LAST_PID
+PROCS[tunnel1]="$RELAY1_PID $RP1_PID $EP1_PID"
 
 wait_roundtrip ssh || { tail_logs sshd-E ssh-R ssh-L; die "the OpenSSH chain did not carry an echo within 15 s"; }
 wait_roundtrip stunnel || { tail_logs stunnel-A stunnel-B stunnel-C; die "the stunnel chain did not carry an echo within 15 s"; }
 wait_roundtrip tunnel || { tail_logs relay-server reverse-proxy entry-point; die "the tunnel did not carry an echo within 15 s"; }
+wait_roundtrip tunnel1 || { tail_logs relay-server-1 reverse-proxy-1 entry-point-1; die "the tunnel with a one-worker relay did not carry an echo within 15 s"; }
 
 tls_of() { # PORT -> "TLSv1.3 TLS_AES_..." as negotiated by openssl s_client
 	timeout 5 openssl s_client -connect "127.0.0.1:$1" -brief -CAfile "$K/server.crt" \
@@ -405,18 +421,19 @@ FAILED=0
 
 check_paths() { # marks a path whose processes died
 	local path p
-	for path in ssh stunnel tunnel; do
+	for path in ssh stunnel tunnel tunnel1; do
 		[ -n "${DEAD[$path]:-}" ] && continue
 		for p in ${PROCS[$path]}; do
 			if ! alive "$p"; then
 				local name
 				name=$(for n in RELAY_PID:relay-server RP_PID:reverse-proxy EP_PID:entry-point \
 				    SSHD_PID:sshd SSH_R_PID:ssh-R SSH_L_PID:ssh-L ST_A_PID:stunnel-A \
-				    ST_B_PID:stunnel-B ST_C_PID:stunnel-C; do
+				    ST_B_PID:stunnel-B ST_C_PID:stunnel-C RELAY1_PID:relay-server-1 \
+				    RP1_PID:reverse-proxy-1 EP1_PID:entry-point-1; do
 					v=${n%%:*}; [ "${!v}" = "$p" ] && echo "${n#*:}"; done)
 				DEAD[$path]="$name (pid $p) exited"
 				NOTES+=("$path: $name (pid $p) exited during the run")
-				if [ "$path" = tunnel ]; then FAILED=1; fi
+				case $path in tunnel*) FAILED=1 ;; esac
 				break
 			fi
 		done
@@ -525,7 +542,7 @@ burst_fig() {
 
 hold_fig() {
 	local path pids rss0 fd0 rss1 i line held rc fdn back waited
-	for path in "${PATHS[@]}"; do
+	for path in direct ssh stunnel tunnel; do
 		if [ -n "${DEAD[$path]:-}" ]; then
 			for k in held heldok mem fdback; do VAL[$k|$path]="dead"; done
 			continue
@@ -658,7 +675,8 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo "$MACHINE"
 	echo "paths: direct = client -> echo server; ssh = OpenSSH ssh -L -> sshd -> ssh -R (one sshd, two sessions);"
 	echo "       stunnel = stunnel A (client) -TLS-> B (server+client) -TLS-> C (server), full handshakes;"
-	echo "       tunnel = entry-point -TLS-> relay-server <-TLS- reverse-proxy ($("$BIN/relay-server" -V 2>&1 | head -n1))."
+	echo "       tunnel = entry-point -TLS-> relay-server <-TLS- reverse-proxy ($("$BIN/relay-server" -V 2>&1 | head -n1)),"
+	echo "       relay-server --workers $WORKERS (the number of cores, its default)."
 	echo "crypto: ssh $(ssh -V 2>&1), cipher $SSH_CIPHER (OpenSSH default); stunnel $(stunnel4 -version 2>&1 | awk '/^stunnel/ {print $2; exit}'), $ST_TLS;"
 	echo "        tunnel $TUN_TLS; keys by $KEYS_BY."
 	echo
@@ -673,6 +691,18 @@ ELAPSED=$((SECONDS - START_SECONDS))
 			[ "$withdirect" = 1 ] && rd=$(ratio "$t" "$d")
 		fi
 		printf '%-42s %10s %10s %10s %10s | %9s %9s %9s\n' "$label" "$d" "$s" "$st" "$t" "$rs" "$rst" "$rd"
+	done
+	echo
+	echo "The relay's workers: the same tunnel with relay-server --workers 1 (its own three daemons), same run."
+	printf '%-42s %10s %10s | %9s\n' "figure" "1 worker" "$WORKERS workers" "ratio"
+	printf '%s\n' "$(printf '%.0s-' $(seq 1 78))"
+	for r in "${ROWS[@]}"; do
+		IFS='|' read -r id label better withdirect <<<"$r"
+		case $id in tput1|tput8|cpu1|cpu8|lat50|lat99|rate1|rate32|rate32f|burst|burstf) ;; *) continue ;; esac
+		w1=${VAL[$id|tunnel1]:-}; wn=${VAL[$id|tunnel]:-}
+		rw=""
+		[ "$better" != none ] && rw=$(ratio "$wn" "$w1")
+		printf '%-42s %10s %10s | %9s\n' "$label" "$w1" "$wn" "$rw"
 	done
 	echo
 	echo "Ratios are tunnel / other: above 1 is better for MB/s and conn/s, below 1 is better for cpu-s, us, ms and KiB."
@@ -700,7 +730,7 @@ ELAPSED=$((SECONDS - START_SECONDS))
 } >"$OUT/results.txt"
 
 {
-	echo "figure,unit,direct,ssh,stunnel,tunnel,tunnel_per_ssh,tunnel_per_stunnel,tunnel_per_direct"
+	echo "figure,unit,direct,ssh,stunnel,tunnel,tunnel_per_ssh,tunnel_per_stunnel,tunnel_per_direct,tunnel_relay_1_worker"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r id label better withdirect <<<"$r"
 		unit=$(sed -n 's/.*(\([^)]*\))$/\1/p' <<<"$label")
@@ -716,7 +746,8 @@ ELAPSED=$((SECONDS - START_SECONDS))
 			[ "$withdirect" = 1 ] && rd=$(ratio "$t" "$d")
 		fi
 		[ "$d" = "—" ] && d=""
-		printf '"%s",%s,%s,%s,%s,%s,%s,%s,%s\n' "$name" "$unit" "$d" "$s" "$st" "$t" "$rs" "$rst" "$rd"
+		printf '"%s",%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$name" "$unit" "$d" "$s" "$st" "$t" "$rs" "$rst" "$rd" \
+		    "${VAL[$id|tunnel1]:-}"
 	done
 } >"$OUT/results.csv"
 
