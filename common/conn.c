@@ -334,6 +334,7 @@ plain_readable_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->bytes_out += (uint64_t)n;
+	bev_kick_write(c->channel);
 	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
 		event_del(c->plain_rd);
 		c->plain_paused = 1;
@@ -577,6 +578,7 @@ channel_process(struct conn *c)
 		conn_close(c, 1, 1);
 		return;
 	}
+	bev_kick_write(c->plain);
 	if (evbuffer_get_length(bufferevent_get_output(c->plain)) >=
 	    CONN_HIGH_WATER) {
 		bufferevent_disable(c->channel, EV_READ);

@@ -52,6 +52,24 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 struct event_base *
+daemon_loop_new(void)
+{
+	struct event_config *cfg;
+	struct event_base *base;
+
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	/* Bufferevents switch their read and write events on and off many
+	 * times per loop pass (watermarks, empty output); with the
+	 * changelist only the net change reaches epoll_ctl, once per pass.
+	 * (Its one caveat, dup()ed descriptors, does not arise here.) */
+	(void)event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
+struct event_base *
 daemon_base_new(void)
 {
 	struct event_base *base;
@@ -63,7 +81,7 @@ daemon_base_new(void)
 	 * the heap back to the kernel after every free. */
 	(void)mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	(void)mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-	if ((base = event_base_new()) == NULL)
+	if ((base = daemon_loop_new()) == NULL)
 		fatalx("cannot create the event loop");
 	sig_int = evsignal_new(base, SIGINT, signal_cb, base);
 	sig_term = evsignal_new(base, SIGTERM, signal_cb, base);

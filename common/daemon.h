@@ -28,6 +28,10 @@ void daemon_parse_options(struct opts *o, const struct opt_spec *specs,
 /* Set the log level from the -v and -q flags. */
 void daemon_log_init(const char *progname, int verbose, int quiet);
 
+/* An event base as every loop of ours wants it (no signals); NULL on
+ * failure. */
+struct event_base *daemon_loop_new(void);
+
 /*
  * An event base with SIGINT and SIGTERM ending its loop and SIGPIPE
  * ignored.  Exits EXIT_RUNTIME on failure.

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -183,4 +184,15 @@ tls_kick(struct bufferevent *bev)
 	    (bufferevent_get_enabled(bev) & EV_READ))
 		event_base_active_by_fd(bufferevent_get_base(bev), fd,
 		    EV_READ);
+}
+
+void
+bev_kick_write(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	if (fd >= 0 && evbuffer_get_length(bufferevent_get_output(bev)) > 0 &&
+	    (bufferevent_get_enabled(bev) & EV_WRITE))
+		event_base_active_by_fd(bufferevent_get_base(bev), fd,
+		    EV_WRITE);
 }

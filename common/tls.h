@@ -59,4 +59,13 @@ int tls_exporter(SSL *ssl, uint8_t out[32]);
  */
 void tls_kick(struct bufferevent *bev);
 
+/*
+ * bev (TLS or plain) has output to send: write it in this pass of the
+ * loop rather than the next.  A bufferevent whose output was empty only
+ * adds its write event, so every hop would otherwise cost one more trip
+ * through epoll_wait before the bytes leave.  If the socket cannot take
+ * them, the write event waits as usual.
+ */
+void bev_kick_write(struct bufferevent *bev);
+
 #endif

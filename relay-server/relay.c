@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "daemon.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -442,10 +443,13 @@ relay_forward(struct rchan *src)
 			goto unexpected;
 		}
 	}
-	if (dst != NULL && evbuffer_get_length(bufferevent_get_output(
-	    dst->bev)) >= RELAY_HIGH_WATER) {
-		bufferevent_disable(src->bev, EV_READ);
-		src->paused = 1;
+	if (dst != NULL) {
+		bev_kick_write(dst->bev);
+		if (evbuffer_get_length(bufferevent_get_output(dst->bev)) >=
+		    RELAY_HIGH_WATER) {
+			bufferevent_disable(src->bev, EV_READ);
+			src->paused = 1;
+		}
 	}
 	tls_kick(src->bev);
 	return 0;
@@ -1106,7 +1110,7 @@ worker_init(struct worker *w, unsigned id, struct event_base *base)
 	TAILQ_INIT(&w->inbox);
 	if (pthread_mutex_init(&w->lock, NULL) != 0)
 		return -1;
-	if ((w->base = base) == NULL && (w->base = event_base_new()) == NULL)
+	if ((w->base = base) == NULL && (w->base = daemon_loop_new()) == NULL)
 		return -1;
 	if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1) {
 		log_warn("eventfd");
