@@ -413,6 +413,9 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		/* TCP connected and TLS handshake done. */
 		(void)netaddr_set_nodelay(bufferevent_getfd(bev));
+		log_debug("relay %s: TLS handshake done (%s)", p->relay_name,
+		    SSL_session_reused(bufferevent_openssl_get_ssl(bev)) ?
+		    "session resumed" : "full");
 		m.version = PROTOCOL_VERSION;
 		m.role = p->cfg.role;
 		m.group = p->cfg.group;

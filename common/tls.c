@@ -84,17 +84,51 @@ tls_server_ctx_new(const char *cert_path, const char *key_path, char *err,
 		    key_path, cert_path);
 		goto fail;
 	}
-	/* No session tickets: clients do not resume (yet), and each ticket
-	 * is work and bytes on every handshake. */
-	if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+	/* One stateless ticket per handshake: clients resume with it when
+	 * they refill their pools (no certificate to sign or verify).  The
+	 * ticket key lives in ctx, shared by every worker; no server-side
+	 * cache. */
+	if (SSL_CTX_set_num_tickets(ctx, 1) != 1) {
 		snprintf(prefix, sizeof(prefix), "TLS tickets");
 		goto fail;
 	}
+	(void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	(void)SSL_CTX_set_timeout(ctx, TLS_TICKET_LIFETIME);
 	return ctx;
 fail:
 	ssl_error(err, errlen, prefix);
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+/*
+ * Client side of resumption: ctx keeps the newest session (ticket) the
+ * relay gave, in its ex_data, and every new channel offers it.
+ */
+static int session_index = -1;
+
+static void
+session_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	SSL_SESSION_free(ptr);
+}
+
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	SSL_SESSION *old = SSL_CTX_get_ex_data(ctx, session_index);
+
+	if (SSL_CTX_set_ex_data(ctx, session_index, sess) != 1)
+		return 0;	/* not kept: OpenSSL frees it */
+	SSL_SESSION_free(old);
+	return 1;		/* the reference is ours */
 }
 
 SSL_CTX *
@@ -137,6 +171,14 @@ tls_client_ctx_new(const char *cert_path, char *err, size_t errlen)
 	}
 	X509_free(cert);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (session_index == -1)
+		session_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+		    session_slot_free);
+	if (session_index != -1) {
+		(void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+		    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	}
 	return ctx;
 }
 
@@ -159,6 +201,13 @@ tls_client_ssl_new(SSL_CTX *ctx, const char *host)
 		if (SSL_set1_host(ssl, host) != 1 ||
 		    SSL_set_tlsext_host_name(ssl, host) != 1)
 			goto fail;
+	}
+	/* Resume the newest session if it is still good (a failure only
+	 * means a full handshake). */
+	if (session_index != -1) {
+		SSL_SESSION *sess = SSL_CTX_get_ex_data(ctx, session_index);
+		if (sess != NULL && SSL_SESSION_is_resumable(sess))
+			(void)SSL_set_session(ssl, sess);
 	}
 	return ssl;
 fail:

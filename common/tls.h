@@ -30,6 +30,7 @@
 struct bufferevent;
 
 #define TLS_READ_BUFFER (64 * 1024 + 512)	/* four records and change */
+#define TLS_TICKET_LIFETIME 3600	/* seconds a resumption ticket is good */
 
 /*
  * Load and check the relay's certificate and key.  Returns a context or
@@ -39,8 +40,11 @@ SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path,
     char *err, size_t errlen);
 
 /*
- * A client context trusting only the certificate in cert_path.  Returns a
- * context or NULL (err).
+ * A client context trusting only the certificate in cert_path.  It keeps
+ * the newest session ticket the relay sent, and tls_client_ssl_new offers
+ * it: pool refills resume (PSK with a fresh X25519 exchange, so forward
+ * secrecy stays) instead of signing and verifying a certificate again.
+ * Returns a context or NULL (err).
  */
 SSL_CTX *tls_client_ctx_new(const char *cert_path, char *err, size_t errlen);
 

@@ -145,3 +145,28 @@ def test_pools_give_back_surplus_channels(tunnel, echo_server):
     # The tunnel still works after shrinking.
     payload = pseudo_random("after shrink", 8 * KiB)
     assert echo_once(port, payload, 10 * SLOW) == payload
+
+
+def test_pool_refills_resume_the_tls_session(tunnel, echo_server):
+    """Channels dialled after the first handshake resume its TLS session (ticket), and the
+    connections on them are as good as any."""
+    echo = echo_server()
+    port = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (port, echo.port)],
+               rp_args=["-v"], ep_args=["-v"])
+    # Connections held open at once use up the pools: refills follow.
+    socks = [connect("127.0.0.1", port, timeout=10 * SLOW) for _ in range(12)]
+    try:
+        for i, s in enumerate(socks):
+            payload = pseudo_random("resume %d" % i, 1000)
+            s.sendall(payload)
+            assert recv_exactly(s, len(payload), 10 * SLOW) == payload
+    finally:
+        for s in socks:
+            s.close()
+    for daemon in (t.reverse_proxy, t.entry_point):
+        deadline = time.monotonic() + 10 * SLOW
+        while count(daemon.log(), r"TLS handshake done \(session resumed\)") == 0:
+            assert time.monotonic() < deadline, "no resumed TLS session:\n" + daemon.log_tail()
+            time.sleep(0.05)
+        assert count(daemon.log(), r"TLS handshake done \(full\)") >= 1
