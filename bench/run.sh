@@ -57,7 +57,7 @@ else
 	MODE="full"
 	T1_BYTES=$((1024 * MiB)); T8_BYTES=$((128 * MiB))
 	LAT_COUNT=5000; RATE_SECS=5; BURST_N=500
-	HOLD_N=10000; HOLD_SECS=10; HOLD_CAP=40
+	HOLD_N=10000; HOLD_SECS=10; HOLD_CAP=30
 fi
 LAT_SIZE=64
 human() { # bytes -> "1 GiB" / "128 MiB"
@@ -194,6 +194,7 @@ fd_count() { # PID... -> open fds summed
 # tunnel1: a second tunnel whose relay has one worker, for the workers table
 # (not in the hold figure).
 PATHS=(direct ssh stunnel tunnel tunnel1)
+MAIN_PATHS=(direct ssh stunnel tunnel)	# tunnel1 only in throughput and rate 32
 WORKERS=$(nproc)
 declare -A PORT PROCS DEAD
 PORT[direct]=$ECHO_PORT
@@ -497,7 +498,7 @@ tput_fig() { # FIG CPUFIG CONNS BYTES
 
 latency_fig() {
 	local path
-	for path in "${PATHS[@]}"; do
+	for path in "${MAIN_PATHS[@]}"; do
 		[ -n "${DEAD[$path]:-}" ] && { VAL[lat50|$path]="dead"; VAL[lat99|$path]="dead"; continue; }
 		if run_lg "latency" "$path" latency "$LAT_COUNT" "$LAT_SIZE"; then
 			VAL[lat50|$path]=$(kv "$LG_OUT" p50_us)
@@ -511,8 +512,9 @@ latency_fig() {
 }
 
 rate_fig() { # FIG PARALLEL
-	local fig=$1 par=$2 path
-	for path in "${PATHS[@]}"; do
+	local fig=$1 par=$2 path paths=("${MAIN_PATHS[@]}")
+	[ "$par" -gt 1 ] && paths=("${PATHS[@]}")
+	for path in "${paths[@]}"; do
 		[ -n "${DEAD[$path]:-}" ] && { VAL[$fig|$path]="dead"; VAL[${fig}f|$path]="dead"; continue; }
 		if run_lg "rate $par parallel" "$path" rate "$par" "$RATE_SECS"; then
 			VAL[$fig|$path]=$(kv "$LG_OUT" cps)
@@ -527,7 +529,7 @@ rate_fig() { # FIG PARALLEL
 
 burst_fig() {
 	local path
-	for path in "${PATHS[@]}"; do
+	for path in "${MAIN_PATHS[@]}"; do
 		[ -n "${DEAD[$path]:-}" ] && { VAL[burst|$path]="dead"; VAL[burstf|$path]="dead"; continue; }
 		if run_lg "burst $BURST_N" "$path" burst "$BURST_N"; then
 			VAL[burst|$path]=$(kv "$LG_OUT" ms)
@@ -698,7 +700,7 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	printf '%s\n' "$(printf '%.0s-' $(seq 1 78))"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r id label better withdirect <<<"$r"
-		case $id in tput1|tput8|cpu1|cpu8|lat50|lat99|rate1|rate32|rate32f|burst|burstf) ;; *) continue ;; esac
+		case $id in tput1|tput8|cpu1|cpu8|rate32|rate32f) ;; *) continue ;; esac
 		w1=${VAL[$id|tunnel1]:-}; wn=${VAL[$id|tunnel]:-}
 		rw=""
 		[ "$better" != none ] && rw=$(ratio "$wn" "$w1")
