@@ -129,6 +129,7 @@ main(int argc, char **argv)
 	const char *host = NULL, *cert = "cert/server.crt";
 	const char *key = "cert/server.key", *pub = "cert/auth.pub";
 	unsigned long port = 4433, handshake_timeout = 10, open_timeout = 10;
+	unsigned long idle_timeout = 30;
 	unsigned long max_channels = 10000, workers = default_workers();
 	int verbose = 0, quiet = 0;
 	const struct opt_spec specs[] = {
@@ -147,6 +148,9 @@ main(int argc, char **argv)
 		{ 0, "open-timeout", OPT_UINT, &open_timeout, 1, 3600,
 		    "SECONDS", "time an OPEN waits for a reverse-proxy "
 		    "channel (default 10)" },
+		{ 0, "idle-timeout", OPT_UINT, &idle_timeout, 10, 3600,
+		    "SECONDS", "an idle channel silent this long (clients PING "
+		    "every 5 s) is dropped (default 30)" },
 		{ 0, "max-channels", OPT_UINT, &max_channels, 1, 1000000, "N",
 		    "channels open at once, at most (default 10000)" },
 		{ 0, "workers", OPT_UINT, &workers, 1, RELAY_WORKERS_MAX, "N",
@@ -183,6 +187,7 @@ main(int argc, char **argv)
 	}
 	cfg.handshake_timeout = (unsigned)handshake_timeout;
 	cfg.open_timeout = (unsigned)open_timeout;
+	cfg.idle_timeout = (unsigned)idle_timeout;
 	cfg.max_channels = (unsigned)max_channels;
 	cfg.workers = (unsigned)workers;
 

@@ -48,7 +48,7 @@ struct rchan {
 	evutil_socket_t fd;
 	SSL *ssl;
 	struct bufferevent *bev;
-	struct event *timer;		/* handshake or queue deadline */
+	struct event *timer;		/* handshake, idle or queue deadline */
 	uint8_t role;
 	struct group *group;
 	uint32_t gid;			/* group id, kept while moving */
@@ -302,6 +302,21 @@ static void rchan_recycle(struct rchan *c);
 static void group_match(struct group *g);
 
 /*
+ * An idle channel must hear from its client (PINGs) within
+ * --idle-timeout; (re)arm its deadline.  The deadline is c->timer, not
+ * a bufferevent read timeout: with libevent 2.1.12 such a timeout outlived
+ * bufferevent_set_timeouts(NULL, NULL) on channels that were then paired,
+ * and cut idle user connections after 30 s.
+ */
+static int
+rchan_idle_deadline(struct rchan *c)
+{
+	struct timeval tv = { (time_t)relay_cfg.idle_timeout, 0 };
+
+	return evtimer_add(c->timer, &tv);
+}
+
+/*
  * The user connection on the pair a-b ended cleanly: FIN went both ways
  * and has been passed on.  Each channel goes back to idle (REUSE tells its
  * client so) unless it is too old, in which case it is closed.
@@ -468,8 +483,6 @@ pair(struct rchan *entry, struct rchan *reverse)
 {
 	group_leave(entry);
 	group_leave(reverse);
-	if (entry->timer != NULL)
-		event_del(entry->timer);
 	entry->state = reverse->state = R_PAIRED;
 	entry->partner = reverse;
 	reverse->partner = entry;
@@ -477,9 +490,12 @@ pair(struct rchan *entry, struct rchan *reverse)
 	entry->frame_left = reverse->frame_left = 0;
 	entry->uses++;
 	reverse->uses++;
-	/* A user connection may stay quiet for as long as it likes. */
-	bufferevent_set_timeouts(entry->bev, NULL, NULL);
-	bufferevent_set_timeouts(reverse->bev, NULL, NULL);
+	/* A user connection may stay quiet for as long as it likes: no
+	 * deadline while paired. */
+	if (entry->timer != NULL)
+		event_del(entry->timer);
+	if (reverse->timer != NULL)
+		event_del(reverse->timer);
 	bufferevent_setwatermark(entry->bev, EV_WRITE, RELAY_LOW_WATER, 0);
 	bufferevent_setwatermark(reverse->bev, EV_WRITE, RELAY_LOW_WATER, 0);
 	/* TLS reads of whole records, several per pass (see NOTES-io). */
@@ -693,7 +709,7 @@ group_match(struct group *g)
 }
 
 static void
-queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
+rchan_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rchan *c = arg;
 	struct open_result_msg m;
@@ -705,6 +721,12 @@ queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == R_HANDSHAKE || c->state == R_AUTH) {
 		log_info("%s: no TLS handshake and AUTH within %u s, closing",
 		    c->peer, relay_cfg.handshake_timeout);
+		rchan_free(c);
+		return;
+	}
+	if (c->state == R_IDLE) {
+		log_info("%s: idle %s channel silent for %u s, closing",
+		    c->peer, role_name(c->role), relay_cfg.idle_timeout);
 		rchan_free(c);
 		return;
 	}
@@ -748,7 +770,6 @@ entry_open(struct rchan *c)
 	g->nwaiting++;
 	/* Read nothing more until paired: the bytes behind OPEN wait. */
 	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	if (evtimer_add(c->timer, &tv) == -1) {
 		log_warnx("%s: cannot arm the queue timer", c->peer);
 		rchan_free(c);
@@ -761,7 +782,6 @@ entry_open(struct rchan *c)
 static void
 rchan_recycle(struct rchan *c)
 {
-	struct timeval idle = { RELAY_IDLE_TIMEOUT, 0 };
 	time_t age = mono_now() - c->born;
 
 	if (c->dying)
@@ -777,7 +797,11 @@ rchan_recycle(struct rchan *c)
 	c->fin = 0;
 	c->frame_left = 0;
 	send_frame(c, FRAME_REUSE, NULL, 0);
-	bufferevent_set_timeouts(c->bev, &idle, NULL);
+	if (rchan_idle_deadline(c) == -1) {
+		log_warnx("%s: cannot arm the idle timer", c->peer);
+		rchan_close_flush(c);
+		return;
+	}
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	if (c->role == ROLE_REVERSE) {
 		TAILQ_INSERT_TAIL(&c->group->idle, c, qlink);
@@ -806,7 +830,6 @@ handle_auth(struct rchan *c, const struct frame_header *h)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	uint8_t payload[FRAME_CONTROL_MAX];
 	uint8_t exporter[AUTH_EXPORTER_LEN];
-	struct timeval idle = { RELAY_IDLE_TIMEOUT, 0 };
 	struct auth_msg m;
 	char err[160];
 	uint8_t code;
@@ -847,12 +870,14 @@ handle_auth(struct rchan *c, const struct frame_header *h)
 	}
 	c->role = m.role;
 	c->gid = m.group;
-	event_del(c->timer);
+	if (rchan_idle_deadline(c) == -1) {
+		log_warnx("%s: cannot arm the idle timer", c->peer);
+		return -1;
+	}
 	auth_reply(c, AUTH_OK);
 	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
 	    role_name(c->role), m.group, c->key);
 	c->state = R_IDLE;
-	bufferevent_set_timeouts(c->bev, &idle, NULL);
 	if (c->role == ROLE_REVERSE) {
 		TAILQ_INSERT_TAIL(&c->group->idle, c, qlink);
 		c->group->nidle++;
@@ -900,6 +925,12 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 				return;
 			}
 			send_frame(c, FRAME_PONG, NULL, 0);
+			if (rchan_idle_deadline(c) == -1) {
+				log_warnx("%s: cannot arm the idle timer",
+				    c->peer);
+				rchan_free(c);
+				return;
+			}
 			continue;
 		}
 		if (h.type == FRAME_OPEN && c->role == ROLE_ENTRY) {
@@ -989,13 +1020,8 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("%s: closed before authenticating", c->peer);
 		break;
 	case R_IDLE:
-		if (what & BEV_EVENT_TIMEOUT)
-			log_info("%s: idle %s channel silent for %d s, "
-			    "closing", c->peer, role_name(c->role),
-			    RELAY_IDLE_TIMEOUT);
-		else
-			log_debug("%s: idle %s channel closed", c->peer,
-			    role_name(c->role));
+		log_debug("%s: idle %s channel closed", c->peer,
+		    role_name(c->role));
 		break;
 	case R_PAIRED:
 		/* Pass on what was read, then close the partner once it
@@ -1020,8 +1046,8 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 rchan_arrive(struct worker *w, struct rchan *c)
 {
-	struct timeval idle = { RELAY_IDLE_TIMEOUT, 0 };
 	struct group *g;
+	int ok;
 
 	c->w = w;
 	LIST_INSERT_HEAD(&w->rchans, c, link);
@@ -1033,25 +1059,23 @@ rchan_arrive(struct worker *w, struct rchan *c)
 	c->group = g;
 	g->refs++;		/* for group_match below */
 	g->arrived++;		/* told to the exchange by group_match */
-	c->timer = evtimer_new(w->base, queue_timeout_cb, c);
+	c->timer = evtimer_new(w->base, rchan_deadline_cb, c);
 	c->bev = bufferevent_openssl_socket_new(w->base, c->fd, c->ssl,
 	    BUFFEREVENT_SSL_OPEN, BEV_OPT_DEFER_CALLBACKS);
 	c->state = R_IDLE;
 	TAILQ_INSERT_TAIL(&g->idle, c, qlink);
 	g->nidle++;
-	if (c->timer == NULL || c->bev == NULL) {
-		log_warnx("%s: cannot take over the channel", c->peer);
-		rchan_free(c);
-	} else {
+	ok = c->timer != NULL && c->bev != NULL && rchan_idle_deadline(c) == 0;
+	if (ok) {
 		bufferevent_setcb(c->bev, rchan_read_cb, rchan_write_cb,
 		    rchan_event_cb, c);
-		bufferevent_set_timeouts(c->bev, &idle, NULL);
-		if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) == -1) {
-			log_warnx("%s: cannot take over the channel", c->peer);
-			rchan_free(c);
-		} else {
-			tls_kick(c->bev);	/* records read ahead came too */
-		}
+		ok = bufferevent_enable(c->bev, EV_READ | EV_WRITE) == 0;
+	}
+	if (ok) {
+		tls_kick(c->bev);	/* records read ahead came too */
+	} else {
+		log_warnx("%s: cannot take over the channel", c->peer);
+		rchan_free(c);
 	}
 	group_match(g);
 	group_unref(g);
@@ -1237,7 +1261,7 @@ relay_accept(unsigned worker, evutil_socket_t fd,
 		rchan_free(c);
 		return;
 	}
-	c->timer = evtimer_new(w->base, queue_timeout_cb, c);
+	c->timer = evtimer_new(w->base, rchan_deadline_cb, c);
 	if (c->timer == NULL || evtimer_add(c->timer, &tv) == -1) {
 		log_warnx("%s: cannot arm the handshake timer", c->peer);
 		rchan_free(c);

@@ -26,11 +26,11 @@ struct relay_config {
 	struct auth_keyset keys;
 	unsigned handshake_timeout;	/* seconds: TLS + AUTH */
 	unsigned open_timeout;		/* seconds an OPEN waits for a peer */
+	unsigned idle_timeout;		/* seconds an idle channel may be silent */
 	unsigned max_channels;		/* all workers together */
 	unsigned workers;		/* event loops (threads) */
 };
 
-#define RELAY_IDLE_TIMEOUT 30		/* seconds without PING: drop */
 #define RELAY_WAIT_MAX 1024		/* OPENs waiting, per group and worker */
 #define RELAY_HIGH_WATER (256 * 1024)
 #define RELAY_LOW_WATER (64 * 1024)
