@@ -380,26 +380,25 @@ PROCS[stunnel]="$ST_A_PID $ST_B_PID $ST_C_PID"
 # relay channels, plus both idle pools), as sshd's limits are left large.
 RELAY_MAXCH=$((2 * HOLD_N + 4096))
 [ $RELAY_MAXCH -lt 10000 ] && RELAY_MAXCH=10000
-start relay-server relay-server "$BIN/relay-server" -q --host 127.0.0.1 -p "$RELAY_PORT" \
-    -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" --max-channels "$RELAY_MAXCH" \
-    --workers "$WORKERS"
-RELAY_PID=$LAST_PID
-start reverse-proxy reverse-proxy "$BIN/reverse-proxy" -q -s "127.0.0.1:$RELAY_PORT" \
-    -c "$K/server.crt" -a "$K/auth"
-RP_PID=$LAST_PID
-start entry-point entry-point "$BIN/entry-point" -q -s "127.0.0.1:$RELAY_PORT" \
-    -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$EP_PORT:$ECHO_PORT"
-EP_PID=$LAST_PID
+# start_tunnel SUFFIX RELAY_PORT EP_PORT RELAY_FLAG... : relay, reverse-proxy and
+# entry-point, logs relay-server$SUFFIX ..., PIDs in RELAY_PID, RP_PID, EP_PID
+# (SUFFIX -1: RELAY1_PID ...).
+start_tunnel() {
+	local sfx=$1 rport=$2 eport=$3
+	shift 3
+	start "relay-server$sfx" "relay-server$sfx" "$BIN/relay-server" -q --host 127.0.0.1 \
+	    -p "$rport" -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" "$@"
+	printf -v "RELAY${sfx//-/}_PID" %s "$LAST_PID"
+	start "reverse-proxy$sfx" "reverse-proxy$sfx" "$BIN/reverse-proxy" -q -s "127.0.0.1:$rport" \
+	    -c "$K/server.crt" -a "$K/auth"
+	printf -v "RP${sfx//-/}_PID" %s "$LAST_PID"
+	start "entry-point$sfx" "entry-point$sfx" "$BIN/entry-point" -q -s "127.0.0.1:$rport" \
+	    -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$eport:$ECHO_PORT"
+	printf -v "EP${sfx//-/}_PID" %s "$LAST_PID"
+}
+start_tunnel "" "$RELAY_PORT" "$EP_PORT" --max-channels "$RELAY_MAXCH" --workers "$WORKERS"
 PROCS[tunnel]="$RELAY_PID $RP_PID $EP_PID"
-start relay-server-1 relay-server-1 "$BIN/relay-server" -q --host 127.0.0.1 -p "$RELAY1_PORT" \
-    -c "$K/server.crt" -k "$K/server.key" -a "$K/auth.pub" --workers 1
-RELAY1_PID=$LAST_PID
-start reverse-proxy-1 reverse-proxy-1 "$BIN/reverse-proxy" -q -s "127.0.0.1:$RELAY1_PORT" \
-    -c "$K/server.crt" -a "$K/auth"
-RP1_PID=$LAST_PID
-start entry-point-1 entry-point-1 "$BIN/entry-point" -q -s "127.0.0.1:$RELAY1_PORT" \
-    -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$EP1_PORT:$ECHO_PORT"
-EP1_PID=$LAST_PID
+start_tunnel -1 "$RELAY1_PORT" "$EP1_PORT" --workers 1
 PROCS[tunnel1]="$RELAY1_PID $RP1_PID $EP1_PID"
 
 wait_roundtrip ssh || { tail_logs sshd-E ssh-R ssh-L; die "the OpenSSH chain did not carry an echo within 15 s"; }

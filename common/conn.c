@@ -81,7 +81,6 @@ conn_free(struct conn *c)
 	void *arg = c->end_arg;
 	int had = c->had_channel;
 
-
 	LIST_REMOVE(c, link);
 	nconns--;
 	if (c->reaping)

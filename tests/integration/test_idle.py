@@ -1,7 +1,8 @@
 """Idle timeouts: the relay drops idle channels that go silent, never user connections.
 
-- Connections through the tunnel stay quiet longer than the relay's --idle-timeout (on fresh
-  channels and on a reused one) and still carry bytes afterwards.
+- Connections through the tunnel stay quiet longer than the relay's --idle-timeout and the
+  clients' dead-channel time (on fresh channels and on a reused one) and still carry bytes
+  afterwards.
 - An authenticated idle channel whose client stops sending PINGs (the reverse-proxy is
   stopped with SIGSTOP) is dropped after --idle-timeout.
 """
@@ -14,6 +15,8 @@ from conftest import connect, free_port, pseudo_random, recv_exactly, SLOW
 from test_reuse import echo_once
 
 IDLE_TIMEOUT = 10  # seconds, the smallest the relay takes
+CLIENT_DEAD_AFTER = 15  # seconds: an idle channel the clients hear nothing on is dead (pool.h)
+QUIET = max(IDLE_TIMEOUT, CLIENT_DEAD_AFTER) + 3  # longer than either
 
 
 def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
@@ -30,12 +33,12 @@ def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
             payload = pseudo_random("before %d" % i, 100)
             s.sendall(payload)
             assert recv_exactly(s, len(payload), 10 * SLOW) == payload
-        time.sleep(IDLE_TIMEOUT + 3)
+        time.sleep(QUIET)
         for i, s in enumerate(socks):
             payload = pseudo_random("after %d" % i, 100)
             s.sendall(payload)
             assert recv_exactly(s, len(payload), 10 * SLOW) == payload, \
-                "connection %d did not survive %d s of quiet" % (i, IDLE_TIMEOUT + 3)
+                "connection %d did not survive %d s of quiet" % (i, QUIET)
     finally:
         for s in socks:
             s.close()
