@@ -577,13 +577,15 @@ channel_process(struct conn *c)
 		conn_close(c, 1, 1);
 		return;
 	}
-	bev_kick_write(c->plain);
 	if (evbuffer_get_length(bufferevent_get_output(c->plain)) >=
 	    CONN_HIGH_WATER) {
 		bufferevent_disable(c->channel, EV_READ);
 		c->channel_paused = 1;
 	}
-	tls_kick(c->channel);
+	/* Records read ahead first, then one write for all of them (the
+	 * plain write event stays armed meanwhile). */
+	if (!tls_kick(c->channel))
+		bev_kick_write(c->plain);
 	return;
 unexpected:
 	log_warnx("%s: protocol error: unexpected %s", c->label,

@@ -223,16 +223,17 @@ tls_exporter(SSL *ssl, uint8_t out[32])
 	    0 : -1;
 }
 
-void
+int
 tls_kick(struct bufferevent *bev)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 	evutil_socket_t fd = bufferevent_getfd(bev);
 
-	if (ssl != NULL && fd >= 0 && SSL_has_pending(ssl) &&
-	    (bufferevent_get_enabled(bev) & EV_READ))
-		event_base_active_by_fd(bufferevent_get_base(bev), fd,
-		    EV_READ);
+	if (ssl == NULL || fd < 0 || !SSL_has_pending(ssl) ||
+	    !(bufferevent_get_enabled(bev) & EV_READ))
+		return 0;
+	event_base_active_by_fd(bufferevent_get_base(bev), fd, EV_READ);
+	return 1;
 }
 
 void

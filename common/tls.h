@@ -60,8 +60,11 @@ int tls_exporter(SSL *ssl, uint8_t out[32]);
 /*
  * If OpenSSL holds records that it read ahead and reading is enabled, make
  * libevent read the bufferevent again (as if its socket were readable).
+ * Returns 1 if it did, else 0.  A splice that got a kick leaves its write
+ * for after the last of those records (see bev_kick_write): the records
+ * then leave together, in one system call instead of one each.
  */
-void tls_kick(struct bufferevent *bev);
+int tls_kick(struct bufferevent *bev);
 
 /*
  * bev (TLS or plain) has output to send: write it in this pass of the
