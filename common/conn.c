@@ -16,6 +16,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "batch.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -94,7 +95,7 @@ conn_free(struct conn *c)
 		evutil_freeaddrinfo(c->addrs);
 	plain_release(c, 0);
 	if (c->channel != NULL)
-		bufferevent_free(c->channel);
+		batch_free(c->channel);
 	free(c);
 	if (cb != NULL && had)
 		cb(arg, NULL);
@@ -189,7 +190,7 @@ channel_flushed_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (batch_unsent(bev) == 0)
 		conn_free(c);
 }
 
@@ -225,7 +226,7 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	if (send_rst)
 		(void)frame_write(bufferevent_get_output(c->channel), FRAME_RST,
 		    NULL, 0);
-	if (evbuffer_get_length(bufferevent_get_output(c->channel)) == 0) {
+	if (batch_unsent(c->channel) == 0) {
 		conn_reap(c);
 		return;
 	}
@@ -234,6 +235,7 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	bufferevent_setcb(c->channel, NULL, channel_flushed_cb,
 	    channel_closing_event_cb, c);
 	bufferevent_set_timeouts(c->channel, NULL, &flush);
+	batch_set_deadline(c->channel, CONN_FLUSH_TIMEOUT);
 	if (bufferevent_enable(c->channel, EV_WRITE) == -1)
 		conn_reap(c);
 }
@@ -492,7 +494,7 @@ channel_detach(struct conn *c)
 	if (c->end_cb != NULL)
 		c->end_cb(c->end_arg, ch);
 	else
-		bufferevent_free(ch);
+		batch_free(ch);
 }
 
 /* channel -> plain, frame by frame, as far as the input goes. */
@@ -619,7 +621,7 @@ channel_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	(void)bev;
-	bufferevent_free(c->channel);
+	batch_free(c->channel);
 	c->channel = NULL;
 	/* The relay or the far end went away without FIN or RST: what the
 	 * plain side got may be incomplete, so it gets a reset. */
@@ -763,7 +765,7 @@ conn_new_reverse(struct event_base *base, struct evdns_base *dns,
 	int r;
 
 	if ((c = conn_alloc(base, ROLE_REVERSE, end_cb, end_arg)) == NULL) {
-		bufferevent_free(channel);
+		batch_free(channel);
 		if (end_cb != NULL)
 			end_cb(end_arg, NULL);
 		return;

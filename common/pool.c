@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "auth.h"
+#include "batch.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -125,7 +126,7 @@ chan_free(struct pool_chan *c)
 	if (c->ping != NULL)
 		event_free(c->ping);
 	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+		batch_free(c->bev);
 	free(c);
 }
 
@@ -413,6 +414,10 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		/* TCP connected and TLS handshake done. */
 		(void)netaddr_set_nodelay(bufferevent_getfd(bev));
+		if (batch_attach(bev) == -1) {
+			dial_failed(c, "cannot set up the write batch");
+			return;
+		}
 		log_debug("relay %s: TLS handshake done (%s)", p->relay_name,
 		    SSL_session_reused(bufferevent_openssl_get_ssl(bev)) ?
 		    "session resumed" : "full");
@@ -587,7 +592,7 @@ pool_put(struct pool *p, struct bufferevent *bev)
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("relay %s: calloc", p->relay_name);
-		bufferevent_free(bev);
+		batch_free(bev);
 		pool_refill(p);
 		return;
 	}

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "batch.h"
 #include "daemon.h"
 #include "frame.h"
 #include "log.h"
@@ -200,6 +201,7 @@ rchan_unhook(struct rchan *c)
 		 * callbacks lives on until that returns, and must not read
 		 * or write the SSL meanwhile. */
 		(void)bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		batch_detach(c->bev);
 		bufferevent_free(c->bev);
 	}
 	c->bev = NULL;
@@ -232,7 +234,7 @@ rchan_free(struct rchan *c)
 static void
 closing_write_cb(struct bufferevent *bev, void *arg)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (batch_unsent(bev) == 0)
 		rchan_free(arg);
 }
 
@@ -260,8 +262,7 @@ rchan_close_flush(struct rchan *c)
 	}
 	if (c->timer != NULL)
 		event_del(c->timer);
-	if (c->state == R_HANDSHAKE ||
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+	if (c->state == R_HANDSHAKE || batch_unsent(c->bev) == 0) {
 		rchan_free(c);
 		return;
 	}
@@ -271,6 +272,7 @@ rchan_close_flush(struct rchan *c)
 	bufferevent_setcb(c->bev, NULL, closing_write_cb, closing_event_cb,
 	    c);
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	batch_set_deadline(c->bev, RELAY_FLUSH_TIMEOUT);
 	if (bufferevent_enable(c->bev, EV_WRITE) == -1)
 		rchan_free(c);
 }
@@ -458,15 +460,15 @@ relay_forward(struct rchan *src)
 			goto unexpected;
 		}
 	}
-	if (dst != NULL) {
-		bev_kick_write(dst->bev);
-		if (evbuffer_get_length(bufferevent_get_output(dst->bev)) >=
-		    RELAY_HIGH_WATER) {
-			bufferevent_disable(src->bev, EV_READ);
-			src->paused = 1;
-		}
+	if (dst != NULL &&
+	    evbuffer_get_length(bufferevent_get_output(dst->bev)) >=
+	    RELAY_HIGH_WATER) {
+		bufferevent_disable(src->bev, EV_READ);
+		src->paused = 1;
 	}
-	tls_kick(src->bev);
+	/* Records read ahead first, then one write for all of them. */
+	if (!tls_kick(src->bev) && dst != NULL)
+		bev_kick_write(dst->bev);
 	return 0;
 unexpected:
 	snprintf(err, sizeof(err), "unexpected %s%s from the %s",
@@ -621,7 +623,7 @@ rchan_movable(const struct rchan *c)
 {
 	return c->state == R_IDLE && !c->paused &&
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+	    batch_unsent(c->bev) == 0;
 }
 
 /*
@@ -976,8 +978,7 @@ rchan_write_cb(struct bufferevent *bev, void *arg)
 	/* An idle channel has sent all it had: another worker may want it
 	 * (then c moves, and is not touched after). */
 	if (c->state == R_IDLE && c->role == ROLE_REVERSE &&
-	    atomic_load(&xneed) > 0 &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+	    atomic_load(&xneed) > 0 && batch_unsent(bev) == 0) {
 		group_offer(c->group);
 		return;
 	}
@@ -1003,6 +1004,12 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* TLS handshake done; AUTH must follow within the same
 		 * deadline. */
 		c->state = R_AUTH;
+		if (batch_attach(bev) == -1) {
+			log_warnx("%s: cannot set up the write batch",
+			    c->peer);
+			rchan_free(c);
+			return;
+		}
 		tls_kick(bev);	/* AUTH may have come with the handshake */
 		return;
 	}
@@ -1065,7 +1072,8 @@ rchan_arrive(struct worker *w, struct rchan *c)
 	c->state = R_IDLE;
 	TAILQ_INSERT_TAIL(&g->idle, c, qlink);
 	g->nidle++;
-	ok = c->timer != NULL && c->bev != NULL && rchan_idle_deadline(c) == 0;
+	ok = c->timer != NULL && c->bev != NULL && batch_attach(c->bev) == 0 &&
+	    rchan_idle_deadline(c) == 0;
 	if (ok) {
 		bufferevent_setcb(c->bev, rchan_read_cb, rchan_write_cb,
 		    rchan_event_cb, c);
