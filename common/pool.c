@@ -355,6 +355,12 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
+	/* An idle channel holds no record buffers.  SSL_MODE_RELEASE_BUFFERS
+	 * does not cover one case: reading the relay's session ticket makes
+	 * OpenSSL 3.0 set up a write buffer (16 KiB) that stays until the
+	 * next write. */
+	if (c->state == CHAN_IDLE && evbuffer_get_length(in) == 0)
+		(void)SSL_free_buffers(bufferevent_openssl_get_ssl(bev));
 	tls_kick(bev);
 }
 
