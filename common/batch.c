@@ -364,8 +364,12 @@ batch_set_deadline(struct bufferevent *bev, int seconds)
 
 	if (t == NULL)
 		return;
-	t->deadline.tv_sec = seconds;
+	t->deadline.tv_sec = seconds > 0 ? seconds : 0;
 	t->deadline.tv_usec = 0;
-	if (t->flush != NULL && event_pending(t->flush, EV_WRITE, NULL))
-		(void)event_add(t->flush, &t->deadline);
+	/* A wait under way takes the new deadline (event_add with no
+	 * timeout would keep the old one: delete first). */
+	if (t->flush != NULL && event_pending(t->flush, EV_WRITE, NULL)) {
+		(void)event_del(t->flush);
+		batch_wait(t);
+	}
 }
