@@ -66,6 +66,12 @@ human() { # bytes -> "1 GiB" / "128 MiB"
 }
 
 # ---- limits, temp dir, clean-up ---------------------------------------------
+# Holding 10,000 connections takes about 21,000 descriptors in each process
+# of a path (the user's side, the channel, spares): ask for 65,536 where the
+# hard limit allows raising (root); every path gets the same limit.
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt 65536 ]; then
+	ulimit -Hn 65536 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 CLK_TCK=$(getconf CLK_TCK)

@@ -1,5 +1,7 @@
 #include "daemon.h"
 
+#include <sys/resource.h>
+
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -69,6 +71,33 @@ daemon_loop_new(void)
 	return base;
 }
 
+/*
+ * Every connection costs one or two descriptors, and the usual soft limit
+ * (1,024) is far below what a relay or a client with a large pool holds:
+ * use the whole hard limit, as the administrator allows it.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_warn("setrlimit(RLIMIT_NOFILE)");
+			return;
+		}
+		log_debug("open-file limit raised from %llu to %llu",
+		    (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+	}
+}
+
 struct event_base *
 daemon_base_new(void)
 {
@@ -76,6 +105,7 @@ daemon_base_new(void)
 
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
+	raise_nofile();
 	/* Buffers of a few hundred KiB come and go with every burst of
 	 * data: keep them on the heap (not mmap) and do not give the top of
 	 * the heap back to the kernel after every free. */

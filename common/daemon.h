@@ -34,7 +34,8 @@ struct event_base *daemon_loop_new(void);
 
 /*
  * An event base with SIGINT and SIGTERM ending its loop and SIGPIPE
- * ignored.  Exits EXIT_RUNTIME on failure.
+ * ignored; the open-file limit raised to its hard limit.  Exits
+ * EXIT_RUNTIME on failure.
  */
 struct event_base *daemon_base_new(void);
 

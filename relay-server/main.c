@@ -2,6 +2,8 @@
  * relay-server: options, key loading and listening sockets; the channels
  * themselves are in relay.c.
  */
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <netdb.h>
 #include <stdint.h>
@@ -114,6 +116,21 @@ listen_all(unsigned nworkers, const char *host, unsigned long port)
 		log_warnx("%s", err);
 }
 
+/* Say so at start when --max-channels cannot be reached: each channel is
+ * one descriptor, and the listeners and the process need a few more. */
+static void
+warn_nofile(unsigned long max_channels)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (unsigned long long)rl.rlim_cur < max_channels + 64ULL)
+		log_warnx("--max-channels %lu: the open-file limit is %llu, so "
+		    "the relay cannot hold more than about %llu channels",
+		    max_channels, (unsigned long long)rl.rlim_cur,
+		    rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0);
+}
+
 /* The number of cores, for --workers. */
 static unsigned long
 default_workers(void)
@@ -192,6 +209,7 @@ main(int argc, char **argv)
 	cfg.workers = (unsigned)workers;
 
 	base = daemon_base_new();
+	warn_nofile(max_channels);
 	if (relay_init(base, &cfg) == -1)
 		fatalx("cannot start the relay's workers");
 	listen_all(cfg.workers, host, port);

@@ -4,6 +4,7 @@ Exit status: 0 success, 2 usage or configuration error with one line on stderr n
 flag, value or file, 1 runtime failure.
 """
 
+import resource
 import signal
 import socket
 import subprocess
@@ -228,3 +229,59 @@ def test_sigint_exits_0(program, keys, start_daemon):
     d.wait_log(":")  # it has started and said something
     d.proc.send_signal(signal.SIGINT)
     assert d.proc.wait(10 * SLOW) == 0
+
+
+def nofile_limits(pid):
+    """(soft, hard) open-file limit of a running process, from /proc."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return soft, hard
+    raise AssertionError("no open-file limit in /proc/%d/limits" % pid)
+
+
+@pytest.mark.parametrize("program", DAEMONS)
+def test_daemons_raise_the_open_file_limit(program, keys):
+    """The soft limit (often 1,024) goes up to the hard one: every connection is a descriptor."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("hard open-file limit %d leaves nothing to raise" % hard)
+    p = subprocess.Popen(
+        [bin_path(program)] + [str(a) for a in valid_args(program, keys)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+    try:
+        deadline = time.monotonic() + 10 * SLOW
+        while True:
+            soft_now, hard_now = nofile_limits(p.pid)
+            if soft_now == hard_now:
+                break
+            assert p.poll() is None, "%s exited %s" % (program, p.returncode)
+            assert time.monotonic() < deadline, \
+                "%s kept the open-file limit at %s (hard %s)" % (program, soft_now, hard_now)
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10 * SLOW) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_relay_warns_when_max_channels_exceed_the_open_file_limit(keys):
+    p = subprocess.Popen(
+        [bin_path("relay-server"), "--max-channels", "5000"] +
+        [str(a) for a in valid_args("relay-server", keys)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512)))
+    try:
+        line = p.stderr.readline()
+        assert "--max-channels 5000: the open-file limit is 512" in line, line
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10 * SLOW) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
