@@ -549,6 +549,11 @@ burst_fig() {
 
 hold_fig() {
 	local path pids rss0 fd0 rss1 i line held rc fdn back waited
+	# A proxy process holds two descriptors per connection (the user's
+	# side and the channel onward), and each tunnel daemon is one process.
+	if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((2 * HOLD_N + 256)) ]; then
+		NOTES+=("hold $HOLD_N: the open-file limit ($NOFILE, the hard limit here; raising it needs root with CAP_SYS_RESOURCE) is below 2 per connection plus spares: a one-process proxy holding both sides of each connection stops near $(( (NOFILE - 256) / 2 ))")
+	fi
 	for path in direct ssh stunnel tunnel; do
 		if [ -n "${DEAD[$path]:-}" ]; then
 			for k in held heldok mem fdback; do VAL[$k|$path]="dead"; done

@@ -236,8 +236,11 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	    channel_closing_event_cb, c);
 	bufferevent_set_timeouts(c->channel, NULL, &flush);
 	batch_set_deadline(c->channel, CONN_FLUSH_TIMEOUT);
-	if (bufferevent_enable(c->channel, EV_WRITE) == -1)
+	if (bufferevent_enable(c->channel, EV_WRITE) == -1) {
 		conn_reap(c);
+		return;
+	}
+	bev_kick_write(c->channel);
 }
 
 void
@@ -390,6 +393,7 @@ open_result_send(struct conn *c, uint8_t code, const char *text)
 	len = open_result_encode(&m, buf);
 	(void)frame_write(bufferevent_get_output(c->channel),
 	    FRAME_OPEN_RESULT, buf, len);
+	bev_kick_write(c->channel);
 }
 
 /* reverse-proxy: the destination could not be reached at all. */
@@ -463,6 +467,7 @@ plain_eof(struct conn *c)
 		return;
 	}
 	c->fin_sent = 1;
+	bev_kick_write(c->channel);
 	log_debug("%s: %s closed its side", c->label, c->role == ROLE_ENTRY ?
 	    "source" : "destination");
 	if (c->fin_received)
@@ -696,6 +701,7 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 		conn_close(c, 1, 1);
 		return;
 	}
+	bev_kick_write(channel);
 	channel_process(c);
 }
 
@@ -795,9 +801,10 @@ conn_new_reverse(struct event_base *base, struct evdns_base *dns,
 	snprintf(c->label, sizeof(c->label), "%s -> %s:%u", c->open.source,
 	    c->open.host, c->open.port);
 	log_debug("%s: OPEN", c->label);
-	/* Data behind OPEN waits in the channel until the destination is
-	 * connected. */
-	bufferevent_disable(channel, EV_READ);
+	/* Data behind OPEN waits in the channel's input until the
+	 * destination is connected (channel_process reads nothing before;
+	 * the read high-water mark bounds it).  Reading stays on: turning it
+	 * off and on costs two epoll_ctl per connection. */
 	if (name_is_invalid(c->open.host)) {
 		open_failed(c, OPEN_RESOLVE_FAILED, "name under .invalid");
 		return;

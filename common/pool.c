@@ -589,6 +589,7 @@ pool_put(struct pool *p, struct bufferevent *bev)
 {
 	struct timeval dead = { POOL_DEAD_AFTER, 0 };
 	struct pool_chan *c;
+	short want;
 
 	if (p->in_use > 0)
 		p->in_use--;
@@ -608,11 +609,15 @@ pool_put(struct pool *p, struct bufferevent *bev)
 	bufferevent_setcb(bev, chan_read_cb, NULL, chan_event_cb, c);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, &dead, NULL);
-	if (bufferevent_enable(bev, EV_READ | EV_WRITE) == -1) {
+	/* Enabling writing again would make bufferevent_openssl wait for the
+	 * socket to poll writable even with nothing to write. */
+	want = (EV_READ | EV_WRITE) & ~bufferevent_get_enabled(bev);
+	if (want != 0 && bufferevent_enable(bev, want) == -1) {
 		chan_free(c);
 		pool_refill(p);
 		return;
 	}
+	bev_kick_write(bev);
 	/* REUSE may be in the input already: no read event would say so. */
 	if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |

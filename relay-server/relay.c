@@ -273,14 +273,21 @@ rchan_close_flush(struct rchan *c)
 	    c);
 	bufferevent_set_timeouts(c->bev, NULL, &tv);
 	batch_set_deadline(c->bev, RELAY_FLUSH_TIMEOUT);
-	if (bufferevent_enable(c->bev, EV_WRITE) == -1)
+	if (bufferevent_enable(c->bev, EV_WRITE) == -1) {
 		rchan_free(c);
+		return;
+	}
+	bev_kick_write(c->bev);
 }
 
+/* A frame of the relay's own, written in this loop pass (libevent 2.1's
+ * bufferevent_openssl would wait for the socket to poll writable: two
+ * epoll_ctl and a loop pass more). */
 static void
 send_frame(struct rchan *c, uint8_t type, const void *payload, size_t len)
 {
 	(void)frame_write(bufferevent_get_output(c->bev), type, payload, len);
+	bev_kick_write(c->bev);
 }
 
 static void
