@@ -103,7 +103,11 @@ fail:
 
 /*
  * Client side of resumption: ctx keeps the newest session (ticket) the
- * relay gave, in its ex_data, and every new channel offers it.
+ * relay gave, in its ex_data, and every new channel offers it.  It keeps a
+ * copy, and each channel gets a copy of that: OpenSSL marks a connection's
+ * own session unresumable when the connection is freed without sending
+ * close_notify (as every channel of ours ends), which would spoil the
+ * shared ticket for all the dials that follow until a new one arrives.
  */
 static int session_index = -1;
 
@@ -124,11 +128,16 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
 	SSL_SESSION *old = SSL_CTX_get_ex_data(ctx, session_index);
+	SSL_SESSION *copy;
 
-	if (SSL_CTX_set_ex_data(ctx, session_index, sess) != 1)
-		return 0;	/* not kept: OpenSSL frees it */
+	if ((copy = SSL_SESSION_dup(sess)) == NULL)
+		return 0;
+	if (SSL_CTX_set_ex_data(ctx, session_index, copy) != 1) {
+		SSL_SESSION_free(copy);
+		return 0;
+	}
 	SSL_SESSION_free(old);
-	return 1;		/* the reference is ours */
+	return 0;		/* sess itself stays the connection's */
 }
 
 SSL_CTX *
@@ -206,8 +215,13 @@ tls_client_ssl_new(SSL_CTX *ctx, const char *host)
 	 * means a full handshake). */
 	if (session_index != -1) {
 		SSL_SESSION *sess = SSL_CTX_get_ex_data(ctx, session_index);
-		if (sess != NULL && SSL_SESSION_is_resumable(sess))
-			(void)SSL_set_session(ssl, sess);
+		SSL_SESSION *copy;
+
+		if (sess != NULL && SSL_SESSION_is_resumable(sess) &&
+		    (copy = SSL_SESSION_dup(sess)) != NULL) {
+			(void)SSL_set_session(ssl, copy);
+			SSL_SESSION_free(copy);		/* ssl holds it */
+		}
 	}
 	return ssl;
 fail:

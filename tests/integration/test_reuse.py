@@ -170,3 +170,45 @@ def test_pool_refills_resume_the_tls_session(tunnel, echo_server):
             assert time.monotonic() < deadline, "no resumed TLS session:\n" + daemon.log_tail()
             time.sleep(0.05)
         assert count(daemon.log(), r"TLS handshake done \(full\)") >= 1
+
+
+def test_resumption_survives_closed_channels(tunnel, echo_server):
+    """Channels that close (here: the surplus after a burst, closed without TLS close_notify,
+    as every channel ends) leave the newest ticket usable: every later refill resumes."""
+    echo = echo_server()
+    port = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (port, echo.port)],
+               relay_args=["-v"], rp_args=["-v"], ep_args=["-v"])
+
+    def burst(tag, n):
+        socks = []
+        try:
+            for i in range(n):
+                socks.append(connect("127.0.0.1", port, timeout=10 * SLOW))
+            for i, s in enumerate(socks):
+                payload = pseudo_random("%s %d" % (tag, i), 1 * KiB)
+                s.sendall(payload)
+                assert recv_exactly(s, len(payload), 10 * SLOW) == payload
+        finally:
+            for s in socks:
+                s.close()
+
+    burst("grow", 40)
+    # The surplus goes: both clients close idle channels (the reverse-proxy retires its own).
+    t.relay.wait_log(re.compile(r"idle reverse-proxy channel retired"), timeout=20 * SLOW)
+    deadline = time.monotonic() + 20 * SLOW
+    while count(t.entry_point.log(), r"closing a surplus idle channel") < 10:
+        assert time.monotonic() < deadline, "the entry-point kept its surplus channels"
+        time.sleep(0.2)
+    time.sleep(1)
+    full_before = {d.name: count(d.log(), r"TLS handshake done \(full\)")
+                   for d in (t.reverse_proxy, t.entry_point)}
+    resumed_before = {d.name: count(d.log(), r"TLS handshake done \(session resumed\)")
+                      for d in (t.reverse_proxy, t.entry_point)}
+    burst("again", 40)
+    for d in (t.reverse_proxy, t.entry_point):
+        log = d.log()
+        assert count(log, r"TLS handshake done \(session resumed\)") > resumed_before[d.name], \
+            "%s dialled no new channel" % d.name
+        assert count(log, r"TLS handshake done \(full\)") == full_before[d.name], \
+            "%s made full handshakes after its channels closed:\n%s" % (d.name, d.log_tail())
