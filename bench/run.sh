@@ -623,9 +623,11 @@ hold_fig() {
 			else
 				VAL[mem|$path]="n/a"
 			fi
-			# fds of the path's processes back to the idle count within 10 s
+			# fds of the path's processes back to the idle count within 20 s
+			# (the tunnel's pools give surplus channels back at their
+			# keepalive ticks, every 5 s: a channel may need two)
 			back=no; waited=0
-			for i in $(seq 1 100); do
+			for i in $(seq 1 200); do
 				fdn=$(fd_count $(path_pids "$path"))
 				if [ "$fdn" -le "$fd0" ]; then back=yes; break; fi
 				sleep 0.1
@@ -636,7 +638,7 @@ hold_fig() {
 				FDNOTE[$path]="idle $fd0, held ${HELD_FDS[$path]}, back to $fdn after ${waited} s"
 			else
 				VAL[fdback|$path]="no"
-				FDNOTE[$path]="idle $fd0, held ${HELD_FDS[$path]}, still $fdn after 10 s"
+				FDNOTE[$path]="idle $fd0, held ${HELD_FDS[$path]}, still $fdn after 20 s"
 			fi
 		fi
 		progress "hold $HOLD_N for ${HOLD_SECS} s" "$path" "held ${VAL[held|$path]}, ok after hold ${VAL[heldok|$path]}, ${VAL[mem|$path]} KiB/conn, fds back: ${VAL[fdback|$path]}"
@@ -672,7 +674,7 @@ ROWS=(
 	"held|hold ${HOLD_N}: connections held|none|0"
 	"heldok|  still echoing after ${HOLD_SECS} s|none|0"
 	"mem|memory per held conn (KiB)|lo|0"
-	"fdback|fds back to idle within 10 s|none|0"
+	"fdback|fds back to idle within 20 s|none|0"
 )
 isnum() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 ratio() { # A B -> A/B formatted, or ""
@@ -723,7 +725,7 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo "  server, not the load generator), divided by the GiB of payload the client sent (carried one way; the echo"
 	echo "  carries the same amount back)."
 	echo "Memory per held conn: VmRSS of the same processes while the connections are held, minus before, divided by"
-	echo "  the connections held.  fds back: open fds of those processes return to the pre-hold count within 10 s."
+	echo "  the connections held.  fds back: open fds of those processes return to the pre-hold count within 20 s."
 	echo "Latency: one connection, TCP_NODELAY, sequential echoes, the first 10 not timed.  Throughput: echoed bytes /"
 	echo "  wall time, 256 KiB writes, every byte compared.  Connection rate: connect, 16 B echo, close, per thread."
 	echo "Hold: ${HOLD_N} connections (at most 500 connecting at once, set-up capped at ${HOLD_CAP} s), each echoes 16 B,"
