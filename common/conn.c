@@ -705,25 +705,44 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 	channel_process(c);
 }
 
+/*
+ * Connect to the next address in c->next_addr.  A failure that comes later
+ * reaches plain_event_cb, which calls here again for the address after.
+ * bufferevent_socket_connect reports some failures only by returning -1,
+ * with no event to follow (socket() out of descriptors, connect() failing
+ * at once): those move on to the next address here, and after the last
+ * one the open fails.
+ */
 static void
 try_next_address(struct conn *c)
 {
 	struct timeval tv = { (time_t)c->connect_timeout, 0 };
-	struct evutil_addrinfo *ai = c->next_addr;
+	struct evutil_addrinfo *ai;
+	int err = 0;
 
-	c->next_addr = ai->ai_next;
-	c->plain = bufferevent_socket_new(c->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (c->plain == NULL) {
-		open_failed(c, OPEN_UNREACHABLE, "out of memory");
-		return;
+	while ((ai = c->next_addr) != NULL) {
+		c->next_addr = ai->ai_next;
+		c->plain = bufferevent_socket_new(c->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (c->plain == NULL) {
+			open_failed(c, OPEN_UNREACHABLE, "out of memory");
+			return;
+		}
+		bufferevent_setcb(c->plain, NULL, plain_write_cb,
+		    plain_event_cb, c);
+		bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
+		bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER,
+		    0);
+		bufferevent_set_timeouts(c->plain, NULL, &tv);
+		if (bufferevent_socket_connect(c->plain, ai->ai_addr,
+		    (int)ai->ai_addrlen) == 0)
+			return;
+		err = EVUTIL_SOCKET_ERROR();
+		bufferevent_free(c->plain);
+		c->plain = NULL;
 	}
-	bufferevent_setcb(c->plain, NULL, plain_write_cb, plain_event_cb, c);
-	bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
-	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
-	bufferevent_set_timeouts(c->plain, NULL, &tv);
-	/* A failure, even an immediate one, comes to plain_event_cb. */
-	(void)bufferevent_socket_connect(c->plain, ai->ai_addr,
-	    (int)ai->ai_addrlen);
+	open_failed(c, err == ECONNREFUSED ? OPEN_REFUSED : OPEN_UNREACHABLE,
+	    err != 0 ? evutil_socket_error_to_string(err) : "no address");
 }
 
 static void

@@ -4,6 +4,7 @@ Exit status: 0 success, 2 usage or configuration error with one line on stderr n
 flag, value or file, 1 runtime failure.
 """
 
+import contextlib
 import resource
 import signal
 import socket
@@ -241,17 +242,32 @@ def nofile_limits(pid):
     raise AssertionError("no open-file limit in /proc/%d/limits" % pid)
 
 
+@contextlib.contextmanager
+def started_with_nofile(args, soft, hard, stderr=subprocess.DEVNULL):
+    """A program started with the open-file limit (soft, hard); must exit 0 on SIGTERM."""
+    p = subprocess.Popen(
+        [str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=stderr, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)))
+    try:
+        yield p
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10 * SLOW) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        if p.stderr is not None:
+            p.stderr.close()
+
+
 @pytest.mark.parametrize("program", DAEMONS)
 def test_daemons_raise_the_open_file_limit(program, keys):
     """The soft limit (often 1,024) goes up to the hard one: every connection is a descriptor."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= 256:
         pytest.skip("hard open-file limit %d leaves nothing to raise" % hard)
-    p = subprocess.Popen(
-        [bin_path(program)] + [str(a) for a in valid_args(program, keys)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
-    try:
+    with started_with_nofile([bin_path(program)] + valid_args(program, keys), 256, hard) as p:
         deadline = time.monotonic() + 10 * SLOW
         while True:
             soft_now, hard_now = nofile_limits(p.pid)
@@ -261,27 +277,11 @@ def test_daemons_raise_the_open_file_limit(program, keys):
             assert time.monotonic() < deadline, \
                 "%s kept the open-file limit at %s (hard %s)" % (program, soft_now, hard_now)
             time.sleep(0.02)
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(10 * SLOW) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def test_relay_warns_when_max_channels_exceed_the_open_file_limit(keys):
-    p = subprocess.Popen(
-        [bin_path("relay-server"), "--max-channels", "5000"] +
-        [str(a) for a in valid_args("relay-server", keys)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512)))
-    try:
-        line = p.stderr.readline()
+    args = [bin_path("relay-server"), "--max-channels", "5000"] + \
+        valid_args("relay-server", keys)
+    with started_with_nofile(args, 512, 512, stderr=subprocess.PIPE) as p:
+        line = p.stderr.readline()  # the first line comes at start ("listening" at worst)
         assert "--max-channels 5000: the open-file limit is 512" in line, line
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(10 * SLOW) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stderr.close()
