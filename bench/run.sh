@@ -532,17 +532,27 @@ rate_fig() { # FIG PARALLEL
 	done
 }
 
+# SYNs the kernel dropped so far: listen queue overflows and drops, and
+# request-queue drops (TcpExt in /proc/net/netstat; this network namespace).
+syn_drops() {
+	awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) n[i] = $i; h = 1 }
+	    else { for (i = 2; i <= NF; i++) if (n[i] == "ListenDrops" || n[i] == "TCPReqQFullDrop") s += $i } }
+	    END { print s + 0 }' /proc/net/netstat 2>/dev/null || echo 0
+}
+
 burst_fig() {
-	local path
+	local path drops0
 	for path in "${MAIN_PATHS[@]}"; do
-		[ -n "${DEAD[$path]:-}" ] && { VAL[burst|$path]="dead"; VAL[burstf|$path]="dead"; continue; }
+		[ -n "${DEAD[$path]:-}" ] && { VAL[burst|$path]="dead"; VAL[burstf|$path]="dead"; VAL[burstsyn|$path]="dead"; continue; }
+		drops0=$(syn_drops)
 		if run_lg "burst $BURST_N" "$path" burst "$BURST_N"; then
 			VAL[burst|$path]=$(kv "$LG_OUT" ms)
 			VAL[burstf|$path]=$(kv "$LG_OUT" failures)
 		else
 			VAL[burst|$path]="FAIL"; VAL[burstf|$path]="FAIL"
 		fi
-		progress "burst $BURST_N" "$path" "${VAL[burst|$path]} ms, ${VAL[burstf|$path]} failures"
+		VAL[burstsyn|$path]=$(( $(syn_drops) - drops0 ))
+		progress "burst $BURST_N" "$path" "${VAL[burst|$path]} ms, ${VAL[burstf|$path]} failures, ${VAL[burstsyn|$path]} SYNs dropped"
 		check_paths
 	done
 }
@@ -671,6 +681,7 @@ ROWS=(
 	"rate32f|  failures|none|0"
 	"burst|burst of ${BURST_N}: all echoed (ms)|lo|1"
 	"burstf|  failures|none|0"
+	"burstsyn|  SYNs dropped|none|0"
 	"held|hold ${HOLD_N}: connections held|none|0"
 	"heldok|  still echoing after ${HOLD_SECS} s|none|0"
 	"mem|memory per held conn (KiB)|lo|0"
@@ -728,6 +739,8 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo "  the connections held.  fds back: open fds of those processes return to the pre-hold count within 20 s."
 	echo "Latency: one connection, TCP_NODELAY, sequential echoes, the first 10 not timed.  Throughput: echoed bytes /"
 	echo "  wall time, 256 KiB writes, every byte compared.  Connection rate: connect, 16 B echo, close, per thread."
+	echo "Burst: ${BURST_N} connects at once, each echoes 16 B.  SYNs dropped: the kernel's ListenDrops + TCPReqQFullDrop"
+	echo "  (/proc/net/netstat) across that path's burst."
 	echo "Hold: ${HOLD_N} connections (at most 500 connecting at once, set-up capped at ${HOLD_CAP} s), each echoes 16 B,"
 	echo "  held ${HOLD_SECS} s, each echoes 16 B again.  '!' = fewer than asked."
 	echo "Relay run with --max-channels $RELAY_MAXCH (sized to the hold); every process's open-file limit is $NOFILE."
@@ -752,6 +765,7 @@ ELAPSED=$((SECONDS - START_SECONDS))
 		[ "$id" = rate1f ] && name="conn rate, 1 parallel: failures"
 		[ "$id" = rate32f ] && name="conn rate, 32 parallel: failures"
 		[ "$id" = burstf ] && name="burst of ${BURST_N}: failures"
+		[ "$id" = burstsyn ] && name="burst of ${BURST_N}: SYNs dropped"
 		[ "$id" = heldok ] && name="hold ${HOLD_N}: still echoing after ${HOLD_SECS} s"
 		d=${VAL[$id|direct]:-}; s=${VAL[$id|ssh]:-}; st=${VAL[$id|stunnel]:-}; t=${VAL[$id|tunnel]:-}
 		rs=""; rst=""; rd=""
