@@ -753,6 +753,13 @@ resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result == EVUTIL_EAI_CANCEL)
 		return;		/* c is being freed */
 	c->dns_req = NULL;
+	if (c->state != CONN_RESOLVING) {
+		/* c closed while the lookup ran (its channel ended, say) and
+		 * waits to be freed: the answer has no use. */
+		if (res != NULL)
+			evutil_freeaddrinfo(res);
+		return;
+	}
 	if (result != 0 || res == NULL) {
 		open_failed(c, OPEN_RESOLVE_FAILED, evutil_gai_strerror(
 		    result));
