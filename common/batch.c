@@ -29,6 +29,7 @@ struct batch {
 	struct event *flush;		/* end of pass, or socket writable */
 	struct bufferevent *bev;	/* NULL while detached */
 	struct timeval deadline;	/* for a wait; 0 s: none */
+	int waiting;			/* flush added, for the socket */
 	uint8_t *buf;			/* BATCH_MAX bytes, or NULL */
 	size_t used;			/* bytes of buf taken */
 	struct iovec seg[BATCH_SEGS];	/* seg[first..nseg): to write */
@@ -107,8 +108,9 @@ batch_wait(struct batch *t)
 {
 	if (t->flush == NULL || event_pending(t->flush, EV_WRITE, NULL))
 		return;
-	(void)event_add(t->flush, t->deadline.tv_sec > 0 ? &t->deadline :
-	    NULL);
+	if (event_add(t->flush, t->deadline.tv_sec > 0 ? &t->deadline :
+	    NULL) == 0)
+		t->waiting = 1;
 }
 
 static void
@@ -118,6 +120,7 @@ batch_flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct bufferevent *bev = t->bev;
 
 	(void)fd;
+	t->waiting = 0;
 	if (what & EV_TIMEOUT) {
 		t->error = ETIMEDOUT;
 		batch_drop(t);
@@ -338,6 +341,7 @@ batch_detach(struct bufferevent *bev)
 	if (t->flush != NULL)
 		event_free(t->flush);
 	t->flush = NULL;
+	t->waiting = 0;
 	t->bev = NULL;
 }
 
@@ -366,10 +370,15 @@ batch_set_deadline(struct bufferevent *bev, int seconds)
 		return;
 	t->deadline.tv_sec = seconds > 0 ? seconds : 0;
 	t->deadline.tv_usec = 0;
-	/* A wait under way takes the new deadline (event_add with no
-	 * timeout would keep the old one: delete first). */
-	if (t->flush != NULL && event_pending(t->flush, EV_WRITE, NULL)) {
+	/* A wait for the socket takes the new deadline (event_add with no
+	 * timeout would keep the old one: delete first).  A flush made
+	 * active for this pass is left alone: deleting it would wait for
+	 * the socket to poll writable, which a socket more than two thirds
+	 * full does not, even with room; it waits with the new deadline
+	 * itself if it has to. */
+	if (t->flush != NULL && t->waiting) {
 		(void)event_del(t->flush);
+		t->waiting = 0;
 		batch_wait(t);
 	}
 }

@@ -28,6 +28,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -730,6 +731,68 @@ test_deadline_zero_is_none(void **state)
 	assert_false(write_failed(p));
 }
 
+static struct bufferevent *deadline_bev;
+
+static void
+set_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	batch_set_deadline(deadline_bev, 1);
+}
+
+/*
+ * A deadline set in the pass that starts a batch (a close path does so
+ * right after its last frame) leaves the batch's flush for this pass as it
+ * is.  Made visible with a socket that has room but is more than two
+ * thirds full: epoll does not call it writable, so a flush turned into a
+ * wait for the socket would hold the bytes until the deadline failed them.
+ */
+static void
+test_deadline_set_in_the_pass_of_a_batch(void **state)
+{
+	static char junk[64 * 1024];
+	struct pair *p = *state;
+	struct pollfd pfd;
+	struct event *ev;
+	int outq = 0, sndbuf, i;
+	socklen_t len = sizeof(sndbuf);
+
+	assert_int_equal(bufferevent_disable(p->reader.bev, EV_READ), 0);
+	for (i = 0; i < 2; i++) {
+		while (send(p->writer.fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+			;
+		usleep(100000);
+	}
+	/* A send buffer a little larger than what is queued: room for a
+	 * record, but less than a third of it free. */
+	assert_int_equal(ioctl(p->writer.fd, SIOCOUTQ, &outq), 0);
+	sndbuf = outq * 6 / 10;		/* the kernel doubles it */
+	assert_int_equal(setsockopt(p->writer.fd, SOL_SOCKET, SO_SNDBUF,
+	    &sndbuf, sizeof(sndbuf)), 0);
+	assert_int_equal(getsockopt(p->writer.fd, SOL_SOCKET, SO_SNDBUF,
+	    &sndbuf, &len), 0);
+	pfd.fd = p->writer.fd;
+	pfd.events = POLLOUT;
+	pfd.revents = 0;
+	assert_int_equal(poll(&pfd, 1, 0) >= 0, 1);
+	if ((pfd.revents & POLLOUT) || sndbuf - outq < 4096)
+		skip();		/* this kernel sizes buffers otherwise */
+
+	deadline_bev = p->writer.bev;
+	assert_non_null(ev = event_new(p->base[0], -1, 0, set_deadline_cb,
+	    NULL));
+	write_pattern(p, 100);
+	bev_kick_write(p->writer.bev);		/* SSL_write starts a batch */
+	event_active(ev, EV_TIMEOUT, 1);	/* then the deadline is set */
+	for (i = 0; i < 50; i++)
+		loop_pass(p);
+	event_free(ev);
+	assert_int_equal(batch_held(p->writer.bev), 0);
+	assert_false(write_failed(p));
+}
+
 /* --- a socket that fails --- */
 
 static void
@@ -813,6 +876,7 @@ main(void)
 		TEST(test_deadline_ends_a_wait_for_the_socket),
 		TEST(test_deadline_set_before_the_wait),
 		TEST(test_deadline_zero_is_none),
+		TEST(test_deadline_set_in_the_pass_of_a_batch),
 		TEST(test_reset_by_peer_is_a_write_error),
 		TEST(test_detach_and_attach_to_a_new_bufferevent),
 		TEST(test_move_keeps_bytes_waiting_in_the_batch),
