@@ -57,7 +57,17 @@ listener_new(struct event_base *base, evutil_socket_t fd, const char *name,
     listener_accept_fn *fn, void *arg)
 {
 	struct listener *l;
+	socklen_t len = sizeof(int);
+	int listening = 0;
 
+	/* evconnlistener_new takes any descriptor (it ignores a failed
+	 * epoll_ctl): refuse one that is not a listening socket. */
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) ==
+	    -1 || !listening) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		close(fd);
 		return NULL;

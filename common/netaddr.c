@@ -37,6 +37,10 @@ netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
 		}
 		hend = colon;
 	}
+	if (strcspn(hstart, "[]") < (size_t)(hend - hstart)) {
+		snprintf(err, errlen, "'%s': unbalanced brackets", s);
+		return -1;
+	}
 	if (hend == hstart || (size_t)(hend - hstart) >= hostlen) {
 		snprintf(err, errlen, "'%s': %s host", s, hend == hstart ?
 		    "empty" : "too long a");
@@ -130,6 +134,8 @@ int
 netaddr_listen_n(const struct sockaddr *sa, socklen_t salen, int *fds,
     unsigned n, char *err, size_t errlen)
 {
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
 	unsigned i;
 	int fd;
 
@@ -149,6 +155,10 @@ netaddr_listen_n(const struct sockaddr *sa, socklen_t salen, int *fds,
 				close(fds[i]);
 			return -1;
 		}
+		/* Port 0: the others take the port the first one got. */
+		if (i == 0 && getsockname(fds[0], (struct sockaddr *)&ss,
+		    &sslen) == 0)
+			sa = (struct sockaddr *)&ss;
 	}
 	return 0;
 }

@@ -130,6 +130,20 @@ chan_free(struct pool_chan *c)
 	free(c);
 }
 
+unsigned long
+pool_backoff_ms(unsigned failures, uint32_t (*uniform)(uint32_t upper))
+{
+	unsigned long ms;
+	unsigned shift;
+
+	shift = failures > 8 ? 8 : failures > 0 ? failures - 1 : 0;
+	ms = (unsigned long)BACKOFF_MIN_MS << shift;
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	/* Jitter: between 3/4 and 5/4 of the delay. */
+	return ms * 3 / 4 + uniform((uint32_t)(ms / 2 + 1));
+}
+
 static void
 retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -149,7 +163,6 @@ dial_failed(struct pool_chan *c, const char *why)
 	struct pool *p = c->pool;
 	unsigned long ms;
 	struct timeval tv;
-	unsigned shift;
 
 	if (strcmp(why, p->last_error) != 0) {
 		/* "relay H:P refused authentication: ...", "relay H:P: ..." */
@@ -161,12 +174,7 @@ dial_failed(struct pool_chan *c, const char *why)
 	}
 	chan_free(c);
 	p->failures++;
-	shift = p->failures > 8 ? 8 : p->failures - 1;
-	ms = (unsigned long)BACKOFF_MIN_MS << shift;
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
-	/* Jitter: between 3/4 and 5/4 of the delay. */
-	ms = ms * 3 / 4 + randombytes_uniform((uint32_t)(ms / 2 + 1));
+	ms = pool_backoff_ms(p->failures, randombytes_uniform);
 	if (!p->retry_pending) {
 		tv.tv_sec = (time_t)(ms / 1000);
 		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -514,12 +522,25 @@ chan_dial(struct pool *p)
 	    AF_UNSPEC, p->cfg.relay_host, p->cfg.relay_port);
 }
 
+unsigned
+pool_target_size(unsigned min, unsigned max, unsigned in_use,
+    unsigned waiting)
+{
+	unsigned half = in_use / 2;
+
+	if (max <= min)
+		return max;
+	/* min + half + waiting, stopping at max before it can wrap. */
+	if (half >= max - min || waiting >= max - min - half)
+		return max;
+	return min + half + waiting;
+}
+
 static unsigned
 pool_target(const struct pool *p)
 {
-	unsigned target = p->cfg.min + p->in_use / 2 + p->waiting;
-
-	return target > p->cfg.max ? p->cfg.max : target;
+	return pool_target_size(p->cfg.min, p->cfg.max, p->in_use,
+	    p->waiting);
 }
 
 static void

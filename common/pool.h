@@ -81,6 +81,26 @@ void pool_set_waiting(struct pool *p, unsigned waiting);
  */
 void pool_put(struct pool *p, struct bufferevent *bev);
 
+/*
+ * The sizing rule, on its own: the channels a pool keeps idle, returning
+ * or dialing with min and max configured, in_use handed out and waiting
+ * connections queued,
+ *     clamp(min + in_use / 2 + waiting, min, max),
+ * computed without overflow (a sum past max is max).  When max < min (the
+ * options refuse it) the ceiling wins: max.
+ */
+unsigned pool_target_size(unsigned min, unsigned max, unsigned in_use,
+    unsigned waiting);
+
+/*
+ * The backoff after the failures-th dial failed in a row (0 counts as 1):
+ * 100 ms doubling to at most 5 s, times a jitter of 3/4 .. 5/4.  uniform
+ * is the random part (randombytes_uniform): a number below its argument.
+ * Returns milliseconds (at most 6250).
+ */
+unsigned long pool_backoff_ms(unsigned failures,
+    uint32_t (*uniform)(uint32_t upper));
+
 /* "host:port" of the relay, for log lines. */
 const char *pool_relay_name(const struct pool *p);
 
