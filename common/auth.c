@@ -247,10 +247,11 @@ auth_verify(const uint8_t pk[AUTH_PUBKEY_LEN], uint8_t role, uint32_t group,
 }
 
 void
-auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN], char buf[17])
+auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN],
+    char buf[AUTH_FINGERPRINT_LEN])
 {
 	uint8_t hash[crypto_hash_sha256_BYTES];
 
 	crypto_hash_sha256(hash, pk, AUTH_PUBKEY_LEN);
-	sodium_bin2hex(buf, 17, hash, 8);
+	sodium_bin2hex(buf, AUTH_FINGERPRINT_LEN, hash, 8);
 }

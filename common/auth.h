@@ -75,7 +75,9 @@ int auth_verify(const uint8_t pk[AUTH_PUBKEY_LEN], uint8_t role,
     const uint8_t sig[AUTH_SIG_LEN]);
 
 /* Hex fingerprint of a public key (first 8 bytes of its SHA-256), for
- * log lines.  buf must hold 17 bytes. */
-void auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN], char buf[17]);
+ * log lines, NUL-terminated. */
+#define AUTH_FINGERPRINT_LEN 17
+void auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN],
+    char buf[AUTH_FINGERPRINT_LEN]);
 
 #endif

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "tls.h"
+#include "wire.h"
 
 enum conn_state {
 	CONN_WAIT_CHANNEL,	/* entry: source accepted, no channel yet */
@@ -188,10 +189,8 @@ plain_release(struct conn *c, int reset)
 static void
 channel_flushed_cb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
-
-	if (batch_unsent(bev) == 0)
-		conn_free(c);
+	if (wire_flushed(bev))
+		conn_free(arg);
 }
 
 static void
@@ -205,13 +204,11 @@ channel_closing_event_cb(struct bufferevent *bev, short what, void *arg)
 /*
  * End the conn.  send_rst: tell the far end with RST.  reset_plain: the
  * plain socket is closed with a reset (the connection did not end well).
- * The channel is flushed (bounded by CONN_FLUSH_TIMEOUT), then freed.
+ * The channel is flushed (bounded by WIRE_FLUSH_TIMEOUT), then freed.
  */
 static void
 conn_close(struct conn *c, int send_rst, int reset_plain)
 {
-	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
-
 	if (c->state == CONN_CLOSING)
 		return;
 	c->state = CONN_CLOSING;
@@ -226,21 +223,9 @@ conn_close(struct conn *c, int send_rst, int reset_plain)
 	if (send_rst)
 		(void)frame_write(bufferevent_get_output(c->channel), FRAME_RST,
 		    NULL, 0);
-	if (batch_unsent(c->channel) == 0) {
+	if (wire_close_after_flush(c->channel, WIRE_FLUSH_TIMEOUT,
+	    channel_flushed_cb, channel_closing_event_cb, c) != 0)
 		conn_reap(c);
-		return;
-	}
-	bufferevent_disable(c->channel, EV_READ);
-	bufferevent_setwatermark(c->channel, EV_WRITE, 0, 0);
-	bufferevent_setcb(c->channel, NULL, channel_flushed_cb,
-	    channel_closing_event_cb, c);
-	bufferevent_set_timeouts(c->channel, NULL, &flush);
-	batch_set_deadline(c->channel, CONN_FLUSH_TIMEOUT);
-	if (bufferevent_enable(c->channel, EV_WRITE) == -1) {
-		conn_reap(c);
-		return;
-	}
-	bev_kick_write(c->channel);
 }
 
 void
@@ -278,7 +263,6 @@ plain_shutdown(struct conn *c)
  * one TLS record (FRAME_RECORD bytes, header included), so the TLS layer
  * writes full records and no byte is copied on the way.
  */
-#define FRAME_RECORD 16384
 #define CONN_READ_FRAMES 15	/* 240 KiB: one 256 KiB chain with its header */
 
 static void plain_eof(struct conn *c);
@@ -339,7 +323,7 @@ plain_readable_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	c->bytes_out += (uint64_t)n;
 	bev_kick_write(c->channel);
-	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
+	if (evbuffer_get_length(out) >= WIRE_HIGH_WATER) {
 		event_del(c->plain_rd);
 		c->plain_paused = 1;
 	}
@@ -380,33 +364,17 @@ plain_write_cb(struct bufferevent *bev, void *arg)
 		plain_shutdown(c);
 }
 
-/*
- * A frame of our own for the channel, written in this loop pass (libevent
- * 2.1's bufferevent_openssl would wait for the socket to poll writable:
- * two epoll_ctl and a pass more).  Returns frame_write's result.
- */
+/* A frame of our own for the channel, sent in this loop pass. */
 static int
 channel_frame(struct conn *c, uint8_t type, const void *payload, size_t len)
 {
-	if (frame_write(bufferevent_get_output(c->channel), type, payload,
-	    len) == -1)
-		return -1;
-	bev_kick_write(c->channel);
-	return 0;
+	return wire_send(c->channel, type, payload, len);
 }
 
 static void
 open_result_send(struct conn *c, uint8_t code, const char *text)
 {
-	struct open_result_msg m;
-	uint8_t buf[1 + OPEN_RESULT_TEXT_MAX];
-	size_t len;
-
-	memset(&m, 0, sizeof(m));
-	m.code = code;
-	snprintf(m.text, sizeof(m.text), "%s", text);
-	len = open_result_encode(&m, buf);
-	(void)channel_frame(c, FRAME_OPEN_RESULT, buf, len);
+	(void)wire_send_open_result(c->channel, code, text);
 }
 
 /* reverse-proxy: the destination could not be reached at all. */
@@ -495,7 +463,7 @@ plain_eof(struct conn *c)
 static void
 channel_detach(struct conn *c)
 {
-	struct timeval flush = { CONN_FLUSH_TIMEOUT, 0 };
+	struct timeval flush = { WIRE_FLUSH_TIMEOUT, 0 };
 	struct bufferevent *ch = c->channel;
 
 	bufferevent_setcb(ch, NULL, NULL, NULL, NULL);
@@ -522,7 +490,7 @@ channel_process(struct conn *c)
 	struct frame_header h;
 	struct open_result_msg result;
 	uint8_t payload[FRAME_CONTROL_MAX];
-	char err[160];
+	char err[FRAME_ERRLEN];
 	int r;
 
 	while (c->state == CONN_OPEN && c->channel != NULL &&
@@ -596,7 +564,7 @@ channel_process(struct conn *c)
 		return;
 	}
 	if (evbuffer_get_length(bufferevent_get_output(c->plain)) >=
-	    CONN_HIGH_WATER) {
+	    WIRE_HIGH_WATER) {
 		bufferevent_disable(c->channel, EV_READ);
 		c->channel_paused = 1;
 	}
@@ -653,9 +621,7 @@ channel_setup(struct conn *c, struct bufferevent *channel)
 	c->had_channel = 1;
 	bufferevent_setcb(channel, channel_read_cb, channel_write_cb,
 	    channel_event_cb, c);
-	bufferevent_setwatermark(channel, EV_WRITE, CONN_LOW_WATER, 0);
-	/* TLS reads of whole records, several per pass (see NOTES-io). */
-	bufferevent_setwatermark(channel, EV_READ, 0, CONN_READ_HIGH_WATER);
+	wire_watermarks_splice(channel);
 	bufferevent_set_timeouts(channel, NULL, NULL);
 }
 
@@ -686,8 +652,8 @@ conn_new_source(struct event_base *base, evutil_socket_t fd,
 		return NULL;
 	}
 	bufferevent_setcb(c->plain, NULL, plain_write_cb, plain_event_cb, c);
-	bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
-	bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER, 0);
+	bufferevent_set_max_single_write(c->plain, WIRE_HIGH_WATER);
+	bufferevent_setwatermark(c->plain, EV_WRITE, WIRE_LOW_WATER, 0);
 	return c;
 }
 
@@ -739,8 +705,8 @@ try_next_address(struct conn *c)
 		}
 		bufferevent_setcb(c->plain, NULL, plain_write_cb,
 		    plain_event_cb, c);
-		bufferevent_set_max_single_write(c->plain, CONN_HIGH_WATER);
-		bufferevent_setwatermark(c->plain, EV_WRITE, CONN_LOW_WATER,
+		bufferevent_set_max_single_write(c->plain, WIRE_HIGH_WATER);
+		bufferevent_setwatermark(c->plain, EV_WRITE, WIRE_LOW_WATER,
 		    0);
 		bufferevent_set_timeouts(c->plain, NULL, &tv);
 		if (bufferevent_socket_connect(c->plain, ai->ai_addr,
@@ -802,7 +768,7 @@ conn_new_reverse(struct event_base *base, struct evdns_base *dns,
 	struct evdns_getaddrinfo_request *req;
 	struct frame_header h;
 	uint8_t payload[FRAME_CONTROL_MAX];
-	char err[160], port[8];
+	char err[FRAME_ERRLEN], port[8];
 	struct conn *c;
 	int r;
 

@@ -11,8 +11,8 @@
  * buffered has been written (half-close).  The connection ends cleanly
  * when both directions have ended, and at once on RST, on a protocol
  * error or when either socket fails (the other side then gets RST).
- * Backpressure: when one side's output passes CONN_HIGH_WATER, reading the
- * other side stops until the output drains to CONN_LOW_WATER.
+ * Backpressure: when one side's output passes WIRE_HIGH_WATER, reading the
+ * other side stops until the output drains to WIRE_LOW_WATER (wire.h).
  *
  * A conn owns both bufferevents and frees them in one place, except a
  * channel that ended cleanly: that one goes back to the owner through
@@ -29,11 +29,6 @@ struct bufferevent;
 struct event_base;
 struct evdns_base;
 struct conn;
-
-#define CONN_HIGH_WATER (256 * 1024)
-#define CONN_LOW_WATER (64 * 1024)
-#define CONN_READ_HIGH_WATER (64 * 1024)	/* channel input */
-#define CONN_FLUSH_TIMEOUT 10		/* seconds to flush a closing side */
 
 /*
  * The conn is done with the channel it had (called once, only for a conn

@@ -128,27 +128,6 @@ frame_write(struct evbuffer *out, uint8_t type, const void *payload,
 	return 0;
 }
 
-long
-frame_write_data(struct evbuffer *out, struct evbuffer *src, size_t max)
-{
-	uint8_t hdr[FRAME_HEADER_LEN];
-	size_t moved = 0, n;
-
-	while (moved < max && (n = evbuffer_get_length(src)) > 0) {
-		if (n > FRAME_DATA_MAX)
-			n = FRAME_DATA_MAX;
-		if (n > max - moved)
-			n = max - moved;
-		frame_header_encode(hdr, FRAME_DATA, (uint16_t)n);
-		if (evbuffer_add(out, hdr, sizeof(hdr)) == -1)
-			return -1;
-		if (evbuffer_remove_buffer(src, out, n) != (int)n)
-			return -1;
-		moved += n;
-	}
-	return (long)moved;
-}
-
 static void
 put32(uint8_t *p, uint32_t v)
 {
@@ -269,6 +248,27 @@ open_msg_decode(const uint8_t *buf, size_t len, struct open_msg *m,
 short_frame:
 	snprintf(err, errlen, "OPEN truncated");
 	return -1;
+}
+
+void
+auth_result_encode(uint8_t code, uint8_t buf[AUTH_RESULT_LEN])
+{
+	buf[0] = PROTOCOL_VERSION;
+	buf[1] = code;
+}
+
+int
+auth_result_decode(const uint8_t *buf, size_t len, uint8_t *version,
+    uint8_t *code, char *err, size_t errlen)
+{
+	/* Later versions may append fields: only the first two are ours. */
+	if (len < AUTH_RESULT_LEN || len > FRAME_CONTROL_MAX) {
+		snprintf(err, errlen, "AUTH_RESULT of %zu bytes", len);
+		return -1;
+	}
+	*version = buf[0];
+	*code = buf[1];
+	return 0;
 }
 
 size_t

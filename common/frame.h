@@ -19,6 +19,9 @@ struct evbuffer;
 #define FRAME_HEADER_LEN 3
 #define FRAME_DATA_MAX 16384		/* largest DATA payload */
 #define FRAME_CONTROL_MAX 1024		/* largest payload of other types */
+/* What senders put in one DATA frame, header included: one TLS record. */
+#define FRAME_RECORD 16384
+#define FRAME_ERRLEN 160		/* room for any error message of ours */
 
 enum frame_type {
 	FRAME_AUTH = 1,		/* client -> relay, first frame */
@@ -47,7 +50,7 @@ enum auth_code {
 	AUTH_MALFORMED = 2,	/* AUTH frame could not be parsed */
 	AUTH_UNKNOWN_KEY = 3,	/* public key not in the relay's list */
 	AUTH_BAD_SIGNATURE = 4,	/* signature does not verify */
-	AUTH_BUSY = 5,		/* relay at its channel limit */
+	AUTH_BUSY = 5,		/* reserved: relay at a limit (not sent yet) */
 };
 
 /* OPEN_RESULT codes. */
@@ -68,6 +71,7 @@ struct frame_header {
 #define AUTH_PUBKEY_LEN 32
 #define AUTH_SIG_LEN 64
 #define AUTH_PAYLOAD_LEN (1 + 1 + 4 + AUTH_PUBKEY_LEN + AUTH_SIG_LEN)
+#define AUTH_RESULT_LEN 2		/* version, code */
 
 struct auth_msg {
 	uint8_t version;
@@ -123,14 +127,6 @@ int frame_peek(struct evbuffer *in, struct frame_header *h, char *err,
 int frame_write(struct evbuffer *out, uint8_t type, const void *payload,
     size_t len);
 
-/*
- * Move up to FRAME_DATA_MAX bytes at a time from src into out as DATA
- * frames, without copying where evbuffer can move chains, until src is
- * empty or max bytes were moved.  Returns the number of payload bytes
- * moved or -1.
- */
-long frame_write_data(struct evbuffer *out, struct evbuffer *src, size_t max);
-
 /* Payload codecs.  encode returns the payload length; decode 0 or -1. */
 size_t auth_msg_encode(const struct auth_msg *m, uint8_t *buf);
 int auth_msg_decode(const uint8_t *buf, size_t len, struct auth_msg *m,
@@ -138,6 +134,9 @@ int auth_msg_decode(const uint8_t *buf, size_t len, struct auth_msg *m,
 size_t open_msg_encode(const struct open_msg *m, uint8_t *buf);
 int open_msg_decode(const uint8_t *buf, size_t len, struct open_msg *m,
     char *err, size_t errlen);
+void auth_result_encode(uint8_t code, uint8_t buf[AUTH_RESULT_LEN]);
+int auth_result_decode(const uint8_t *buf, size_t len, uint8_t *version,
+    uint8_t *code, char *err, size_t errlen);
 size_t open_result_encode(const struct open_result_msg *m, uint8_t *buf);
 int open_result_decode(const uint8_t *buf, size_t len,
     struct open_result_msg *m, char *err, size_t errlen);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
+#include "tls.h"
 
 static const char *log_progname = "tcp-reverse-proxy";
 static enum log_level log_level = LOG_LEVEL_INFO;
@@ -15,12 +15,6 @@ log_init(const char *progname, enum log_level level)
 {
 	log_progname = progname;
 	log_level = level;
-}
-
-enum log_level
-log_get_level(void)
-{
-	return log_level;
 }
 
 static void
@@ -82,6 +76,24 @@ log_debug(const char *fmt, ...)
 }
 
 void
+log_vat(enum log_level level, const char *fmt, va_list ap)
+{
+	if (log_level < level)
+		return;
+	log_vprint(NULL, fmt, ap);
+}
+
+void
+log_at(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vat(level, fmt, ap);
+	va_end(ap);
+}
+
+void
 fatal(const char *fmt, ...)
 {
 	va_list ap;
@@ -107,23 +119,11 @@ fatalx(const char *fmt, ...)
 void
 log_warnx_ssl(const char *fmt, ...)
 {
-	char reasons[768];
-	char one[256];
-	size_t used = 0;
-	unsigned long e;
+	char reasons[TLS_ERRLEN];
 	va_list ap;
 	char line[1024];
 
-	reasons[0] = '\0';
-	while ((e = ERR_get_error()) != 0) {
-		ERR_error_string_n(e, one, sizeof(one));
-		if (used < sizeof(reasons) - 1) {
-			int n = snprintf(reasons + used, sizeof(reasons) - used,
-			    "%s%s", used ? "; " : "", one);
-			if (n > 0)
-				used += (size_t)n;
-		}
-	}
+	tls_error_text(NULL, reasons, sizeof(reasons));
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);

@@ -23,13 +23,20 @@ enum log_level {
 /* Set the program name printed before each line and the level. */
 void log_init(const char *progname, enum log_level level);
 
-/* Current level (to skip building expensive debug strings). */
-enum log_level log_get_level(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A message at a level chosen by the caller: LOG_LEVEL_QUIET prints it
+ * always, as log_warnx does; LOG_LEVEL_INFO as log_info; LOG_LEVEL_DEBUG
+ * as log_debug.  For functions that log why on their caller's behalf.
+ */
+void log_at(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_vat(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void fatal(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...)
@@ -37,7 +44,8 @@ void fatalx(const char *fmt, ...)
 
 /*
  * Log a warning followed by every error on OpenSSL's error queue (which is
- * emptied), so that the operator sees why a TLS call failed.
+ * emptied, see tls_error_text), so that the operator sees why a TLS call
+ * failed.
  */
 void log_warnx_ssl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

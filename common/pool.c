@@ -12,7 +12,6 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <sodium.h>
 
@@ -300,7 +299,8 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct frame_header h;
 	uint8_t payload[FRAME_CONTROL_MAX];
-	char err[128], why[256];
+	uint8_t version, code;
+	char err[FRAME_ERRLEN], why[256];
 	int r;
 
 	while ((r = frame_peek(in, &h, err, sizeof(err))) == 1) {
@@ -312,14 +312,20 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 				dial_failed(c, why);
 				return;
 			}
-			evbuffer_drain(in, FRAME_HEADER_LEN);
-			evbuffer_remove(in, payload, h.length);
-			if (payload[0] != PROTOCOL_VERSION ||
-			    payload[1] != AUTH_OK) {
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+			if (evbuffer_remove(in, payload, h.length) !=
+			    (int)h.length || auth_result_decode(payload,
+			    h.length, &version, &code, err, sizeof(err)) == -1) {
+				snprintf(why, sizeof(why), "protocol error: "
+				    "bad AUTH_RESULT");
+				dial_failed(c, why);
+				return;
+			}
+			if (version != PROTOCOL_VERSION || code != AUTH_OK) {
 				snprintf(why, sizeof(why), "refused "
 				    "authentication: %s (relay protocol "
-				    "version %u)", auth_code_text(payload[1]),
-				    payload[0]);
+				    "version %u)", auth_code_text(code),
+				    version);
 				dial_failed(c, why);
 				return;
 			}
@@ -377,10 +383,9 @@ static void
 describe_error(struct bufferevent *bev, short what, char *buf, size_t len)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
-	unsigned long e;
 	long verify;
 	int dns_err, sock_err = EVUTIL_SOCKET_ERROR();
-	char reason[200] = "";
+	char reason[TLS_ERRLEN];
 
 	if (what & BEV_EVENT_TIMEOUT) {
 		snprintf(buf, len, "timed out");
@@ -395,15 +400,10 @@ describe_error(struct bufferevent *bev, short what, char *buf, size_t len)
 	    X509_V_OK) {
 		snprintf(buf, len, "TLS handshake failed: certificate verify "
 		    "failed: %s", X509_verify_cert_error_string(verify));
-		while (bufferevent_get_openssl_error(bev) != 0)
-			;
+		tls_error_text(bev, reason, sizeof(reason));	/* emptied */
 		return;
 	}
-	/* Keep the first error that names a library; OpenSSL also queues
-	 * bare system-call markers ("lib(0)") that tell nothing. */
-	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		if (reason[0] == '\0' && ERR_GET_LIB(e) != 0)
-			ERR_error_string_n(e, reason, sizeof(reason));
+	tls_error_text(bev, reason, sizeof(reason));
 	if (sock_err != 0 && sock_err != EAGAIN && sock_err != EINPROGRESS)
 		snprintf(buf, len, "%s", evutil_socket_error_to_string(
 		    sock_err));
@@ -494,9 +494,7 @@ chan_dial(struct pool *p)
 		return;
 	}
 	c->pool = p;
-	c->state = CHAN_DIALING;
-	TAILQ_INSERT_TAIL(&p->dialing, c, link);
-	p->ndialing++;
+	chan_link(c, CHAN_DIALING);
 	if ((ssl = tls_client_ssl_new(p->cfg.ssl_ctx, p->cfg.relay_host)) ==
 	    NULL) {
 		dial_failed(c, "cannot set up TLS");

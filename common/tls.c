@@ -15,17 +15,39 @@
 
 #include "auth.h"
 
+const char *
+tls_error_text(struct bufferevent *bev, char *buf, size_t len)
+{
+	char one[256];
+	size_t used = 0;
+	unsigned long e;
+	int n;
+
+	if (len > 0)
+		buf[0] = '\0';
+	while ((e = bev != NULL ? bufferevent_get_openssl_error(bev) :
+	    ERR_get_error()) != 0) {
+		if (ERR_GET_LIB(e) == 0 || used + 1 >= len)
+			continue;
+		ERR_error_string_n(e, one, sizeof(one));
+		n = snprintf(buf + used, len - used, "%s%s", used ? "; " : "",
+		    one);
+		if (n > 0)
+			used += (size_t)n < len - used ? (size_t)n :
+			    len - used - 1;
+	}
+	return buf;
+}
+
 /* Describe the OpenSSL error queue (emptied) after prefix, into err. */
 static void
 ssl_error(char *err, size_t errlen, const char *prefix)
 {
-	unsigned long e = ERR_get_error();
-	char reason[256] = "unknown error";
+	char reason[TLS_ERRLEN];
 
-	if (e != 0)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	snprintf(err, errlen, "%s: %s", prefix, reason);
-	ERR_clear_error();
+	tls_error_text(NULL, reason, sizeof(reason));
+	snprintf(err, errlen, "%s: %s", prefix, reason[0] ? reason :
+	    "unknown error");
 }
 
 static SSL_CTX *

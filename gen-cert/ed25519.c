@@ -21,7 +21,7 @@ ed25519_run(const struct gen_options *o)
 {
 	struct output out;
 	struct auth_key k;
-	char fpr[17];
+	char fpr[AUTH_FINGERPRINT_LEN];
 	FILE *f;
 
 	output_init(&out, o->dir, o->force);

@@ -736,96 +736,42 @@ test_write_refuses_oversized_payload(void **state)
 	evbuffer_free(out);
 }
 
-/* Take the next whole frame from in: header into h, payload into buf. */
+/* AUTH_RESULT: version, then code. */
 static void
-take_frame(struct evbuffer *in, struct frame_header *h, uint8_t *buf)
+test_auth_result_round_trip(void **state)
 {
-	char err[256] = "";
+	uint8_t buf[AUTH_RESULT_LEN];
+	uint8_t version = 0, code = 0;
+	char err[FRAME_ERRLEN];
 
-	if (frame_peek(in, h, err, sizeof(err)) != 1)
-		fail_msg("no whole frame: %s", err);
-	assert_int_equal(evbuffer_drain(in, FRAME_HEADER_LEN), 0);
-	assert_int_equal(evbuffer_remove(in, buf, h->length), h->length);
+	(void)state;
+	auth_result_encode(AUTH_UNKNOWN_KEY, buf);
+	assert_int_equal(buf[0], PROTOCOL_VERSION);
+	assert_int_equal(buf[1], AUTH_UNKNOWN_KEY);
+	assert_int_equal(auth_result_decode(buf, sizeof(buf), &version, &code,
+	    err, sizeof(err)), 0);
+	assert_int_equal(version, PROTOCOL_VERSION);
+	assert_int_equal(code, AUTH_UNKNOWN_KEY);
 }
 
 static void
-test_write_data_splits_into_frames(void **state)
+test_auth_result_bad_length(void **state)
 {
-	static const size_t want[] = { 16384, 16384, 7232 };
-	struct evbuffer *src = evbuffer_new(), *out = evbuffer_new();
-	uint8_t *data = malloc(40000), *back = malloc(40000);
-	struct frame_header h;
-	size_t i, off = 0;
+	uint8_t buf[FRAME_CONTROL_MAX + 1] = { 7, 0, 1 };
+	uint8_t version = 9, code = 9;
+	char err[FRAME_ERRLEN] = "";
 
 	(void)state;
-	assert_non_null(src);
-	assert_non_null(out);
-	assert_non_null(data);
-	assert_non_null(back);
-	for (i = 0; i < 40000; i++)
-		data[i] = (uint8_t)(i * 7 + i / 256);
-	evbuffer_add(src, data, 40000);
-
-	assert_int_equal(frame_write_data(out, src, SIZE_MAX), 40000);
-	assert_int_equal(evbuffer_get_length(src), 0);
-	assert_int_equal(evbuffer_get_length(out),
-	    40000 + 3 * FRAME_HEADER_LEN);
-	for (i = 0; i < 3; i++) {
-		take_frame(out, &h, back + off);
-		assert_int_equal(h.type, FRAME_DATA);
-		assert_int_equal(h.length, want[i]);
-		off += h.length;
-	}
-	assert_int_equal(evbuffer_get_length(out), 0);
-	assert_int_equal(off, 40000);
-	assert_memory_equal(back, data, 40000);
-
-	free(data);
-	free(back);
-	evbuffer_free(src);
-	evbuffer_free(out);
-}
-
-static void
-test_write_data_stops_at_max(void **state)
-{
-	struct evbuffer *src = evbuffer_new(), *out = evbuffer_new();
-	uint8_t *data = malloc(40000), *back = malloc(40000);
-	struct frame_header h;
-	size_t i;
-
-	(void)state;
-	assert_non_null(src);
-	assert_non_null(out);
-	assert_non_null(data);
-	assert_non_null(back);
-	for (i = 0; i < 40000; i++)
-		data[i] = (uint8_t)(i % 251);
-	evbuffer_add(src, data, 40000);
-
-	assert_int_equal(frame_write_data(out, src, 20000), 20000);
-	assert_int_equal(evbuffer_get_length(src), 20000);
-	take_frame(out, &h, back);
-	assert_int_equal(h.length, 16384);
-	take_frame(out, &h, back + 16384);
-	assert_int_equal(h.length, 20000 - 16384);
-	assert_int_equal(evbuffer_get_length(out), 0);
-	assert_memory_equal(back, data, 20000);
-
-	/* The rest follows in order. */
-	assert_int_equal(frame_write_data(out, src, SIZE_MAX), 20000);
-	take_frame(out, &h, back + 20000);
-	take_frame(out, &h, back + 20000 + 16384);
-	assert_memory_equal(back, data, 40000);
-
-	/* Nothing to move: no frame at all (DATA is never empty). */
-	assert_int_equal(frame_write_data(out, src, SIZE_MAX), 0);
-	assert_int_equal(evbuffer_get_length(out), 0);
-
-	free(data);
-	free(back);
-	evbuffer_free(src);
-	evbuffer_free(out);
+	assert_int_equal(auth_result_decode(buf, 1, &version, &code, err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "AUTH_RESULT of 1 bytes");
+	assert_int_equal(auth_result_decode(buf, sizeof(buf), &version, &code,
+	    err, sizeof(err)), -1);
+	/* A later version's longer answer: the first two bytes count. */
+	assert_int_equal(auth_result_decode(buf, 3, &version, &code, err,
+	    sizeof(err)), 0);
+	assert_int_equal(version, 7);
+	assert_int_equal(code, 0);
 }
 
 int
@@ -865,8 +811,8 @@ main(void)
 		cmocka_unit_test(test_open_result_bad_length),
 		cmocka_unit_test(test_write_control_frames),
 		cmocka_unit_test(test_write_refuses_oversized_payload),
-		cmocka_unit_test(test_write_data_splits_into_frames),
-		cmocka_unit_test(test_write_data_stops_at_max),
+		cmocka_unit_test(test_auth_result_round_trip),
+		cmocka_unit_test(test_auth_result_bad_length),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
