@@ -1,10 +1,12 @@
-# tcp-reverse-proxy: libcommon.a and four programs, built into build/<os>/<arch>/.
+# tcp-reverse-proxy: libcommon.a and four programs, built into build/<os>/<arch>/
+# (with the integration tests' tools, from tests/tools/, in its tests/tools/).
 #
 #   make                      build for this machine
 #   make build-linux-amd64    the same, for linux/amd64 explicitly
 #   make build                every platform this machine can build
 #   make test                 unit tests (cmocka) and integration tests (pytest)
 #   make test SANITIZE=1      the same, built with AddressSanitizer and UBSan
+#   make DEBUG=1              a build that checks our invariants (assert)
 #   make demo                 a whole tunnel on loopback, one request through it
 #   make bench                the tunnel against a direct connection, OpenSSH and stunnel
 #   make deps                 install the Debian packages the build and tests need
@@ -15,12 +17,20 @@ HOST_ARCH := $(patsubst aarch64,arm64,$(patsubst x86_64,amd64,$(shell uname -m))
 OS ?= $(HOST_OS)
 ARCH ?= $(HOST_ARCH)
 
+# Our own invariants are assert()ed in the sanitizer and DEBUG=1 builds;
+# the default build, the one that ships, leaves them out (NDEBUG).
 ifeq ($(SANITIZE),1)
 VARIANT := -sanitize
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASSERTS :=
+else ifeq ($(DEBUG),1)
+VARIANT := -debug
+SANFLAGS :=
+ASSERTS :=
 else
 VARIANT :=
 SANFLAGS :=
+ASSERTS := -DNDEBUG
 endif
 
 BUILD := build/$(OS)/$(ARCH)$(VARIANT)
@@ -36,7 +46,8 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
-	-Wmissing-prototypes -Wno-format-truncation -Icommon -pthread $(SANFLAGS)
+	-Wmissing-prototypes -Wno-format-truncation -Icommon -pthread $(SANFLAGS) \
+	$(ASSERTS)
 # (-Wno-format-truncation: log labels and messages are cut on purpose.)
 LDFLAGS += -pthread $(SANFLAGS)
 
@@ -48,6 +59,10 @@ BINS := $(PROGRAMS:%=$(BUILD)/%)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+# Integration test tools: chanpeer (a raw channel client) and libfailenable.so
+# (an LD_PRELOAD shim that makes one bufferevent_enable fail).
+TOOLS := $(BUILD)/tests/tools/chanpeer $(BUILD)/tests/tools/libfailenable.so
 
 # Debian's python3 carries python3-pytest; a pyenv python3 first in PATH does not.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
@@ -90,6 +105,16 @@ $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
+$(BUILD)/tests/tools/chanpeer: $(OBJ)/tests/tools/chanpeer.o $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Preloaded into the relay: no sanitizer of its own (the relay brings them).
+$(BUILD)/tests/tools/libfailenable.so: tests/tools/failenable.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(SANFLAGS),$(CFLAGS)) $(PKG_CFLAGS) -fPIC -shared \
+	    -o $@ $< -ldl
+
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -109,7 +134,7 @@ test-unit: $(UNIT_BINS)
 # The suite runs once per relay worker count (one event loop; two threads).
 RELAY_WORKERS ?= 1 2
 
-test-integration: $(BINS)
+test-integration: $(BINS) $(TOOLS)
 	@set -e; for w in $(RELAY_WORKERS); do \
 	    echo "== integration tests, relay-server --workers $$w"; \
 	    TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE) \

@@ -25,6 +25,8 @@
 #include "route.h"
 
 #define PROGNAME "entry-point"
+/* Built-in limits (README, "entry-point"); past them a new user
+ * connection is reset at once. */
 #define WAIT_MAX 4096		/* connections waiting for a channel */
 #define WAIT_TIMEOUT 10		/* seconds one may wait */
 #define CONNS_MAX 20000		/* live connections */

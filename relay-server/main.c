@@ -1,6 +1,7 @@
 /*
  * relay-server: options, key loading and listening sockets; the channels
- * themselves are in relay.c.
+ * themselves are in channel.c, group.c, forward.c and workers.c (relay.h
+ * says which holds what).
  */
 #include <sys/resource.h>
 
@@ -137,85 +138,118 @@ default_workers(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-	return n < 1 ? 1 : n > 64 ? 64 : (unsigned long)n;
+	return n < 1 ? 1 : n > RELAY_WORKERS_DEFAULT_MAX ?
+	    RELAY_WORKERS_DEFAULT_MAX : (unsigned long)n;
+}
+
+/* The relay's options, with their defaults. */
+struct relay_options {
+	const char *host, *cert, *key, *pub;
+	unsigned long port, handshake_timeout, open_timeout, idle_timeout;
+	unsigned long max_channels, workers;
+	int verbose, quiet;
+};
+
+#define RELAY_NSPECS 12
+
+/* The option table, pointing into o (defaults filled in). */
+static void
+option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
+{
+	const struct opt_spec table[RELAY_NSPECS] = {
+		{ 'p', "port", OPT_PORT, &o->port, 0, 0, "PORT",
+		    "TLS listen port (default 4433)" },
+		{ 0, "host", OPT_STRING, &o->host, 0, 0, "ADDR",
+		    "listen address (default: all, IPv4 and IPv6)" },
+		{ 'c', "server-cert", OPT_STRING, &o->cert, 0, 0, "FILE",
+		    "TLS certificate (default cert/server.crt)" },
+		{ 'k', "server-key", OPT_STRING, &o->key, 0, 0, "FILE",
+		    "TLS private key (default cert/server.key)" },
+		{ 'a', "auth-public-key", OPT_STRING, &o->pub, 0, 0, "FILE",
+		    "accepted ed25519 public key(s) (default cert/auth.pub)" },
+		{ 0, "handshake-timeout", OPT_UINT, &o->handshake_timeout, 1,
+		    3600, "SECONDS", "time for TLS and AUTH (default 10)" },
+		{ 0, "open-timeout", OPT_UINT, &o->open_timeout, 1, 3600,
+		    "SECONDS", "time an OPEN waits for a reverse-proxy "
+		    "channel (default 10)" },
+		{ 0, "idle-timeout", OPT_UINT, &o->idle_timeout, 10, 3600,
+		    "SECONDS", "an idle channel silent this long (clients PING "
+		    "every 5 s) is dropped (default 30)" },
+		{ 0, "max-channels", OPT_UINT, &o->max_channels, 1, 1000000,
+		    "N", "channels open at once, at most (default 10000)" },
+		{ 0, "workers", OPT_UINT, &o->workers, 1, RELAY_WORKERS_MAX, "N",
+		    "event loops, in threads (default: the number of cores)" },
+		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
+		    "log every channel" },
+		{ 'q', "quiet", OPT_FLAG, &o->quiet, 0, 0, NULL,
+		    "log only warnings and errors" },
+	};
+
+	*o = (struct relay_options){ .cert = "cert/server.crt",
+	    .key = "cert/server.key", .pub = "cert/auth.pub", .port = 4433,
+	    .handshake_timeout = 10, .open_timeout = 10, .idle_timeout = 30,
+	    .max_channels = 10000, .workers = default_workers() };
+	memcpy(specs, table, sizeof(table));
+}
+
+/*
+ * Load the certificate, its key and the accepted public keys into cfg,
+ * with the rest of the options.  Returns 0, or -1 after printing one line
+ * that names the bad file.
+ */
+static int
+config_load(struct relay_config *cfg, const struct relay_options *o)
+{
+	char err[512];
+
+	memset(cfg, 0, sizeof(*cfg));
+	if ((cfg->ssl_ctx = tls_server_ctx_new(o->cert, o->key, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		return -1;
+	}
+	if (auth_keyset_load(o->pub, &cfg->keys, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
+		SSL_CTX_free(cfg->ssl_ctx);
+		return -1;
+	}
+	cfg->handshake_timeout = (unsigned)o->handshake_timeout;
+	cfg->open_timeout = (unsigned)o->open_timeout;
+	cfg->idle_timeout = (unsigned)o->idle_timeout;
+	cfg->max_channels = (unsigned)o->max_channels;
+	cfg->workers = (unsigned)o->workers;
+	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *host = NULL, *cert = "cert/server.crt";
-	const char *key = "cert/server.key", *pub = "cert/auth.pub";
-	unsigned long port = 4433, handshake_timeout = 10, open_timeout = 10;
-	unsigned long idle_timeout = 30;
-	unsigned long max_channels = 10000, workers = default_workers();
-	int verbose = 0, quiet = 0;
-	const struct opt_spec specs[] = {
-		{ 'p', "port", OPT_PORT, &port, 0, 0, "PORT",
-		    "TLS listen port (default 4433)" },
-		{ 0, "host", OPT_STRING, &host, 0, 0, "ADDR",
-		    "listen address (default: all, IPv4 and IPv6)" },
-		{ 'c', "server-cert", OPT_STRING, &cert, 0, 0, "FILE",
-		    "TLS certificate (default cert/server.crt)" },
-		{ 'k', "server-key", OPT_STRING, &key, 0, 0, "FILE",
-		    "TLS private key (default cert/server.key)" },
-		{ 'a', "auth-public-key", OPT_STRING, &pub, 0, 0, "FILE",
-		    "accepted ed25519 public key(s) (default cert/auth.pub)" },
-		{ 0, "handshake-timeout", OPT_UINT, &handshake_timeout, 1, 3600,
-		    "SECONDS", "time for TLS and AUTH (default 10)" },
-		{ 0, "open-timeout", OPT_UINT, &open_timeout, 1, 3600,
-		    "SECONDS", "time an OPEN waits for a reverse-proxy "
-		    "channel (default 10)" },
-		{ 0, "idle-timeout", OPT_UINT, &idle_timeout, 10, 3600,
-		    "SECONDS", "an idle channel silent this long (clients PING "
-		    "every 5 s) is dropped (default 30)" },
-		{ 0, "max-channels", OPT_UINT, &max_channels, 1, 1000000, "N",
-		    "channels open at once, at most (default 10000)" },
-		{ 0, "workers", OPT_UINT, &workers, 1, RELAY_WORKERS_MAX, "N",
-		    "event loops, in threads (default: the number of cores)" },
-		{ 'v', "verbose", OPT_FLAG, &verbose, 0, 0, NULL,
-		    "log every channel" },
-		{ 'q', "quiet", OPT_FLAG, &quiet, 0, 0, NULL,
-		    "log only warnings and errors" },
-	};
+	struct opt_spec specs[RELAY_NSPECS];
+	struct relay_options ro;
 	struct relay_config cfg;
 	struct event_base *base;
-	char err[512];
 	struct opts o;
 	size_t i;
 	int rc;
 
-	daemon_parse_options(&o, specs, sizeof(specs) / sizeof(specs[0]),
-	    argc, argv, PROGNAME, PROGNAME " [-p PORT] [--host ADDR] "
-	    "[-c CERT] [-k KEY] [-a PUBKEYS] [options]");
-	daemon_log_init(PROGNAME, verbose, quiet);
-
-	memset(&cfg, 0, sizeof(cfg));
-	if ((cfg.ssl_ctx = tls_server_ctx_new(cert, key, err, sizeof(err))) ==
-	    NULL) {
-		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+	option_specs(&ro, specs);
+	daemon_parse_options(&o, specs, RELAY_NSPECS, argc, argv, PROGNAME,
+	    PROGNAME " [-p PORT] [--host ADDR] [-c CERT] [-k KEY] [-a PUBKEYS] "
+	    "[options]");
+	daemon_log_init(PROGNAME, ro.verbose, ro.quiet);
+	if (config_load(&cfg, &ro) == -1) {
 		opts_free(&o);
 		return EXIT_USAGE;
 	}
-	if (auth_keyset_load(pub, &cfg.keys, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
-		SSL_CTX_free(cfg.ssl_ctx);
-		opts_free(&o);
-		return EXIT_USAGE;
-	}
-	cfg.handshake_timeout = (unsigned)handshake_timeout;
-	cfg.open_timeout = (unsigned)open_timeout;
-	cfg.idle_timeout = (unsigned)idle_timeout;
-	cfg.max_channels = (unsigned)max_channels;
-	cfg.workers = (unsigned)workers;
 
 	base = daemon_base_new();
-	warn_nofile(max_channels);
+	warn_nofile(ro.max_channels);
 	if (relay_init(base, &cfg) == -1)
 		fatalx("cannot start the relay's workers");
-	listen_all(cfg.workers, host, port);
+	listen_all(cfg.workers, ro.host, ro.port);
 	log_info("accepting %zu key(s); handshake timeout %lu s, open timeout "
-	    "%lu s; %lu worker%s", cfg.keys.n, handshake_timeout, open_timeout,
-	    workers, workers == 1 ? "" : "s");
+	    "%lu s; %lu worker%s", cfg.keys.n, ro.handshake_timeout,
+	    ro.open_timeout, ro.workers, ro.workers == 1 ? "" : "s");
 
 	rc = relay_run(daemon_run);
 

@@ -5,20 +5,48 @@
  * same group (or queues it, bounded in number and time), then relays
  * bytes both ways, opaquely, with backpressure.
  *
- * It runs as several workers, each an event loop in a thread with its own
- * SO_REUSEPORT listening sockets, channels and groups.  When an OPEN waits
- * on one worker and an idle reverse-proxy channel of its group sits on
- * another, that channel moves over (see group_offer in relay.c); the data
- * path takes no lock.
+ * The files, in the order a channel lives (README, "Reading the code", has the map):
+ *   main.c     options, keys, listening sockets
+ *   channel.c  a channel's life: accept, TLS handshake, AUTH, the idle
+ *              frames, deadlines; its state machine
+ *   teardown.c how every channel ends: rchan_close, and the reaper
+ *   group.c    groups: idle reverse-proxy channels, the queue of OPENs,
+ *              pairing, the clean end of a pair and reuse
+ *   forward.c  the splice of a pair: frames passed on, FIN and RST,
+ *              backpressure
+ *   workers.c  the event loops (one per thread), the exchange that moves
+ *              idle channels between them, wake-ups; every lock is there
+ *
+ * Teardown has one idiom: rchan_close() (or rchan_close_flush(), which
+ * writes what is queued first) logs why, takes the channel off every list,
+ * silences it and puts it on its worker's reaper list; the reaper frees it
+ * when the loop comes round.  So a callback never frees what its caller
+ * still uses: after any call, a channel is still valid memory, and its
+ * state says whether it is R_DEAD.  Closing one channel of a pair closes
+ * the other too (after a flush).  Groups are freed by the reaper as well.
+ *
+ * Nothing of a worker is touched by another thread except the fields
+ * under its lock (workers.c).
  */
 #ifndef RELAY_H
 #define RELAY_H
+
+#include <sys/queue.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 #include <event2/util.h>
 
 #include "auth.h"
+#include "limit.h"
+#include "log.h"
+#include "netaddr.h"
 
+struct bufferevent;
+struct event;
 struct event_base;
 
 struct relay_config {
@@ -32,13 +60,223 @@ struct relay_config {
 };
 
 #define RELAY_WAIT_MAX 1024		/* OPENs waiting, per group and worker */
-#define RELAY_HIGH_WATER (256 * 1024)
-#define RELAY_LOW_WATER (64 * 1024)
-#define RELAY_READ_HIGH_WATER (64 * 1024)
-#define RELAY_FLUSH_TIMEOUT 10
 #define RELAY_PONG_BACKLOG 4096		/* bytes of unread PONGs tolerated */
 #define RELAY_REUSE_MAX_AGE 3600	/* seconds: older channels are not reused */
 #define RELAY_WORKERS_MAX 256
+#define RELAY_WORKERS_DEFAULT_MAX 64	/* --workers default: cores, up to this */
+
+/*
+ * A channel's states, and the list each one puts it on (besides its
+ * worker's list of every channel, while it has a worker):
+ *   R_HANDSHAKE  TLS handshake under way                     -
+ *   R_AUTH       waiting for AUTH                            -
+ *   R_IDLE       authenticated, unpaired     reverse-proxy: group idle
+ *   R_QUEUED     entry-point: OPEN received, waiting         group waiting
+ *   R_PAIRED     relaying to its partner                     -
+ *   R_CLOSING    writing what it holds, then closed          -
+ *   R_MOVING     on its way to another worker                that's inbox
+ *   R_DEAD       closed, to be freed by the reaper           worker dead
+ */
+enum rchan_state {
+	R_HANDSHAKE,
+	R_AUTH,
+	R_IDLE,
+	R_QUEUED,
+	R_PAIRED,
+	R_CLOSING,
+	R_MOVING,
+	R_DEAD,
+};
+
+struct group;
+struct worker;
+
+TAILQ_HEAD(rchan_list, rchan);
+
+/*
+ * A channel.  It owns its socket and its SSL (its bufferevent does not
+ * close them: a channel can move to another worker, which makes a new
+ * bufferevent for them).
+ */
+struct rchan {
+	enum rchan_state state;		/* changed by rchan_set_state only */
+	struct rchan_list *list;	/* the list its state puts it on */
+	struct worker *w;		/* the worker whose loop runs it */
+	evutil_socket_t fd;
+	SSL *ssl;
+	struct bufferevent *bev;
+	struct event *timer;		/* handshake, idle or queue deadline */
+	uint8_t role;
+	struct group *group;
+	uint32_t gid;			/* group id, kept while moving */
+	struct rchan *partner;		/* R_PAIRED: its partner's points back */
+	/* Paired: what has passed from this side in this pairing. */
+	int paused;			/* reading stopped: partner full */
+	int fin;			/* its FIN passed */
+	size_t frame_left;		/* bytes of a frame still to pass */
+	time_t born;			/* monotonic seconds at accept */
+	unsigned long uses;		/* user connections carried */
+	char peer[NETADDR_STRLEN];
+	char key[AUTH_FINGERPRINT_LEN];	/* for logs */
+	TAILQ_ENTRY(rchan) qlink;	/* on c->list */
+	LIST_ENTRY(rchan) link;		/* every channel of its worker */
+};
+
+/* A group as one worker sees it. */
+struct group {
+	struct worker *w;
+	uint32_t id;
+	unsigned refs;			/* channels of this group */
+	struct rchan_list idle;		/* reverse-proxy channels */
+	struct rchan_list waiting;	/* entry-point channels with OPEN */
+	unsigned nidle, nwaiting;
+	unsigned published;		/* nwaiting, as the exchange knows it */
+	unsigned arrived;		/* channels moved here, not yet told */
+	int unused;			/* on its worker's unused list */
+	LIST_ENTRY(group) link;		/* every group of its worker */
+	TAILQ_ENTRY(group) unused_link;
+};
+
+/*
+ * A worker: one event loop (the first one in the main thread, the others
+ * in threads of their own), its own listening sockets, its own channels
+ * and groups.  Only the fields under lock are touched by other threads.
+ */
+struct worker {
+	unsigned id;
+	struct event_base *base;
+	LIST_HEAD(, rchan) rchans;
+	LIST_HEAD(, group) groups;
+	struct rchan_list dead;		/* R_DEAD, for the reaper */
+	TAILQ_HEAD(, group) unused;	/* groups without channels */
+	struct event *reaper;
+	time_t last_full_warning;
+	int efd;			/* eventfd: wakes the loop */
+	struct event *wake;
+	pthread_t thread;
+	int running;			/* thread started */
+	int lock_made;			/* lock initialised */
+	pthread_mutex_t lock;		/* guards the three below */
+	struct rchan_list inbox;	/* R_MOVING channels moved here */
+	int check;			/* another worker has OPENs waiting */
+	int quit;
+};
+
+extern struct relay_config relay_cfg;
+
+/* --- channel.c: a channel's life; teardown.c: its end --- */
+
+/* A new TCP connection on one of worker w's listening sockets. */
+void rchan_accept(struct worker *w, evutil_socket_t fd,
+    const struct sockaddr *peer);
+
+/*
+ * Set up a channel that another worker handed over (socket, SSL and
+ * state, no bufferevent) as idle on w.
+ */
+void rchan_arrive(struct worker *w, struct rchan *c);
+
+/*
+ * The one place a channel's state changes: off the list of its old state,
+ * onto the list of the new one (logged at -v).
+ */
+void rchan_set_state(struct rchan *c, enum rchan_state to);
+
+/* Check a channel's invariants (assert; nothing in NDEBUG builds). */
+void rchan_check(const struct rchan *c);
+
+/*
+ * Close c now: log fmt at level (unless fmt is NULL), take it off every
+ * list and the pair, silence it, and leave it to the reaper.  Its partner,
+ * if any, is closed after a flush (queue an RST for it first if it should
+ * get one).  Nothing happens to a channel already R_DEAD.
+ */
+void rchan_close(struct rchan *c, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The same, after what is queued for c has been written (bounded). */
+void rchan_close_flush(struct rchan *c, enum log_level level,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* (Re)arm an idle channel's deadline (--idle-timeout).  0 or -1. */
+int rchan_idle_deadline(struct rchan *c);
+
+/* Drop c's bufferevent and timer, keeping its socket and SSL. */
+void rchan_unhook(struct rchan *c);
+
+/* Free c: the reaper's job (and relay_shutdown's, for the inbox). */
+void rchan_free(struct rchan *c);
+
+/* Free w's dead channels and unused groups (the reaper's event). */
+void rchan_reap(struct worker *w);
+
+const char *role_name(uint8_t role);
+time_t mono_now(void);
+
+/* --- group.c: groups, the open queue, pairing, reuse --- */
+
+/* The group with this id on w (made if needed), with one more reference;
+ * NULL when out of memory. */
+struct group *group_ref(struct worker *w, uint32_t id);
+
+/* One reference less; a group without any is freed by the reaper. */
+void group_unref(struct group *g);
+
+/* Free g (the reaper, for a group that has no references). */
+void group_free(struct group *g);
+
+/* An entry-point's OPEN is at the front of c's input: pair, or queue. */
+void group_open(struct rchan *c);
+
+/* c's OPEN waited --open-timeout for a reverse-proxy channel: refuse it. */
+void group_open_expired(struct rchan *c);
+
+/* Pair waiting OPENs of g with idle reverse-proxy channels of g, and tell
+ * the exchange what still waits. */
+void group_pair(struct group *g);
+
+/* group_pair, then offer the channels still idle to other workers (which
+ * may move any of them: call it only where no idle channel of g is
+ * looked at afterwards). */
+void group_match(struct group *g);
+
+/*
+ * The user connection on the pair of a and b ended cleanly (FIN both
+ * ways, passed on).  Each channel goes back to idle with REUSE, except
+ * one that is too old or whose socket has ended (last: it is closed).
+ */
+void pair_end(struct rchan *a, struct rchan *b, struct rchan *last);
+
+/* --- forward.c: the splice of a pair --- */
+
+/* Frame rules a pair starts with (nothing passed yet). */
+void forward_start(struct rchan *c);
+
+/*
+ * Pass on what c has read to its partner (see forward.c).  last: c's
+ * socket has ended (it is then never reused).
+ */
+void relay_forward(struct rchan *c, int last);
+
+/* c's output drained below its low mark: its partner may read again. */
+void forward_resume(struct rchan *c);
+
+/* --- workers.c: event loops, the exchange, wake-ups --- */
+
+/* Tell the exchange how many OPENs of g wait on g's worker. */
+void group_publish(struct group *g);
+
+/* g has idle channels and no OPEN waiting: give them to workers where
+ * OPENs of g wait. */
+void group_offer(struct group *g);
+
+/* Is any OPEN waiting on another worker for a channel?  (A hint.) */
+int relay_wanted(void);
+
+/* A channel slot of --max-channels: 0, or -1 when all are taken. */
+int relay_slot_take(void);
+void relay_slot_give(void);
+unsigned relay_slots_used(void);
 
 /*
  * Set up cfg->workers workers: worker 0 runs on base (the main thread's
@@ -57,9 +295,8 @@ struct event_base *relay_worker_base(unsigned i);
  */
 int relay_run(int (*run)(struct event_base *));
 
-/* A new TCP connection on one of worker's listening sockets. */
-void relay_accept(unsigned worker, evutil_socket_t fd,
-    const struct sockaddr *peer);
+/* A new TCP connection on one of worker i's listening sockets. */
+void relay_accept(unsigned i, evutil_socket_t fd, const struct sockaddr *peer);
 
 /* Close every channel and free the workers (after relay_run). */
 void relay_shutdown(void);

@@ -1,0 +1,232 @@
+/*
+ * group: the channels of one group as one worker sees them.  Idle
+ * reverse-proxy channels wait in a FIFO (g->idle); an entry-point's OPEN
+ * pairs with the first of them, or waits in the group's queue (g->waiting,
+ * at most RELAY_WAIT_MAX, for --open-timeout).  When a pair's user
+ * connection ends cleanly, both channels come back here to be reused.
+ *
+ *   group_open ── queued (R_QUEUED) ── group_match ── pair ── forward.c
+ *   ── pair_end ── rchan_recycle (REUSE, idle again) ── group_match
+ *
+ * A group lives as long as it has channels (refs); the reaper frees it.
+ */
+#include "relay.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "frame.h"
+#include "tls.h"
+#include "wire.h"
+
+struct group *
+group_ref(struct worker *w, uint32_t id)
+{
+	struct group *g;
+
+	LIST_FOREACH(g, &w->groups, link)
+		if (g->id == id)
+			break;
+	if (g == NULL) {
+		if ((g = calloc(1, sizeof(*g))) == NULL)
+			return NULL;
+		g->w = w;
+		g->id = id;
+		TAILQ_INIT(&g->idle);
+		TAILQ_INIT(&g->waiting);
+		LIST_INSERT_HEAD(&w->groups, g, link);
+	}
+	if (g->unused) {
+		TAILQ_REMOVE(&w->unused, g, unused_link);
+		g->unused = 0;
+	}
+	g->refs++;
+	return g;
+}
+
+void
+group_unref(struct group *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	/* Freed by the reaper, not now: a caller may be going through the
+	 * group's lists (group_offer moves its channels away one by one). */
+	g->unused = 1;
+	TAILQ_INSERT_TAIL(&g->w->unused, g, unused_link);
+	event_active(g->w->reaper, EV_TIMEOUT, 0);
+}
+
+void
+group_free(struct group *g)
+{
+	assert(g->refs == 0 && g->nidle == 0 && g->nwaiting == 0);
+	if (g->unused)
+		TAILQ_REMOVE(&g->w->unused, g, unused_link);
+	group_publish(g);	/* nothing waits here any more */
+	LIST_REMOVE(g, link);
+	free(g);
+}
+
+/* Pair an entry-point channel (its OPEN still unread in its input) with an
+ * idle reverse-proxy channel, and start relaying. */
+static void
+pair(struct rchan *entry, struct rchan *reverse)
+{
+	entry->partner = reverse;
+	reverse->partner = entry;
+	rchan_set_state(entry, R_PAIRED);
+	rchan_set_state(reverse, R_PAIRED);
+	forward_start(entry);
+	forward_start(reverse);
+	entry->uses++;
+	reverse->uses++;
+	/* A user connection may stay quiet for as long as it likes: no
+	 * deadline while paired. */
+	event_del(entry->timer);
+	event_del(reverse->timer);
+	wire_watermarks_splice(entry->bev);
+	wire_watermarks_splice(reverse->bev);
+	log_debug("group %u: paired entry-point %s with reverse-proxy %s",
+	    entry->group->id, entry->peer, reverse->peer);
+	if (bufferevent_enable(entry->bev, EV_READ) == -1 ||
+	    bufferevent_enable(reverse->bev, EV_READ) == -1) {
+		rchan_close(entry, LOG_LEVEL_DEBUG, "%s: cannot start reading",
+		    entry->peer);
+		return;
+	}
+	/* The reverse-proxy's input may hold a PING (dropped) or RETIRE
+	 * (ignored: it is in use now) sent before it learned of the pairing. */
+	relay_forward(entry, 0);
+	if (entry->state == R_PAIRED)
+		relay_forward(reverse, 0);
+}
+
+void
+group_pair(struct group *g)
+{
+	struct rchan *e, *r;
+
+	while ((e = TAILQ_FIRST(&g->waiting)) != NULL &&
+	    (r = TAILQ_FIRST(&g->idle)) != NULL)
+		pair(e, r);
+	group_publish(g);
+}
+
+void
+group_match(struct group *g)
+{
+	group_pair(g);
+	if (g->nidle > 0 && g->nwaiting == 0)
+		group_offer(g);
+}
+
+void
+group_open(struct rchan *c)
+{
+	struct group *g = c->group;
+	struct timeval tv = { (time_t)relay_cfg.open_timeout, 0 };
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (g->nwaiting >= RELAY_WAIT_MAX) {
+		(void)evbuffer_drain(in, evbuffer_get_length(in));
+		(void)wire_send_open_result(c->bev, OPEN_NO_PEER, "");
+		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: group %u: %u OPENs "
+		    "already waiting, refusing", c->peer, g->id, g->nwaiting);
+		return;
+	}
+	if (evtimer_add(c->timer, &tv) == -1) {
+		rchan_close(c, LOG_LEVEL_QUIET, "%s: cannot arm the queue timer",
+		    c->peer);
+		return;
+	}
+	rchan_set_state(c, R_QUEUED);
+	/* Read nothing more until paired: the bytes behind OPEN wait. */
+	(void)bufferevent_disable(c->bev, EV_READ);
+	group_match(g);
+}
+
+void
+group_open_expired(struct rchan *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char text[OPEN_RESULT_TEXT_MAX + 1];
+
+	log_info("%s: group %u: no reverse-proxy channel within %u s",
+	    c->peer, c->group->id, relay_cfg.open_timeout);
+	snprintf(text, sizeof(text), "group %u has no idle reverse-proxy "
+	    "channel", c->group->id);
+	/* Whatever the entry-point sent behind OPEN is dropped with it. */
+	(void)evbuffer_drain(in, evbuffer_get_length(in));
+	(void)wire_send_open_result(c->bev, OPEN_NO_PEER, text);
+	rchan_close_flush(c, LOG_LEVEL_DEBUG, NULL);
+}
+
+/* After a clean end: c is idle again, or closed.  last: its socket has
+ * ended. */
+static void
+rchan_recycle(struct rchan *c, int last)
+{
+	time_t age = mono_now() - c->born;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (last) {
+		rchan_close(c, LOG_LEVEL_DEBUG, NULL);
+		return;
+	}
+	if (age >= RELAY_REUSE_MAX_AGE) {
+		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: %s channel is %lld s "
+		    "old: closing it rather than reusing it", c->peer,
+		    role_name(c->role), (long long)age);
+		return;
+	}
+	/* REUSE stays queued until this callback is over, so the channel
+	 * cannot move to another worker before (group_offer wants it
+	 * flushed): whoever called here may still look at it. */
+	if (wire_send(c->bev, FRAME_REUSE, NULL, 0) == -1) {
+		rchan_close(c, LOG_LEVEL_QUIET, "%s: out of memory", c->peer);
+		return;
+	}
+	if (rchan_idle_deadline(c) == -1) {
+		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: cannot arm the idle "
+		    "timer", c->peer);
+		return;
+	}
+	wire_watermarks_idle(c->bev);
+	rchan_set_state(c, R_IDLE);
+	log_debug("%s: %s channel idle again (%lu connections carried)",
+	    c->peer, role_name(c->role), c->uses);
+	if (c->paused) {
+		c->paused = 0;
+		if (bufferevent_enable(c->bev, EV_READ) == -1) {
+			rchan_close(c, LOG_LEVEL_DEBUG, NULL);
+			return;
+		}
+	}
+	/* Frames already read wait for no new read event. */
+	if (evbuffer_get_length(in) > 0)
+		bufferevent_trigger(c->bev, EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	tls_kick(c->bev);
+}
+
+void
+pair_end(struct rchan *a, struct rchan *b, struct rchan *last)
+{
+	struct rchan *entry = a->role == ROLE_ENTRY ? a : b;
+	struct rchan *reverse = a->role == ROLE_ENTRY ? b : a;
+	struct group *g = entry->group;
+
+	a->partner = b->partner = NULL;
+	log_debug("group %u: entry-point %s and reverse-proxy %s: connection "
+	    "ended cleanly", g->id, entry->peer, reverse->peer);
+	rchan_recycle(entry, entry == last);
+	rchan_recycle(reverse, reverse == last);
+	/* Pair only: the reverse-proxy channel is offered to other workers
+	 * by its write callback, once REUSE has left. */
+	group_pair(g);
+}
