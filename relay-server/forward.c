@@ -7,14 +7,17 @@
  * its last frame has not fully arrived (frame_left counts the rest).
  *
  * The rules of a pairing, per side (PROTOCOL.md, "Relaying"):
- *   - OPEN passes from the entry-point, OPEN_RESULT from the
- *     reverse-proxy;
+ *   - OPEN passes once, from the entry-point: the first frame of a
+ *     pairing (group.c pairs a channel whose input starts with it);
+ *   - OPEN_RESULT passes once, from the reverse-proxy, before its FIN;
  *   - DATA passes until that side's FIN;
  *   - FIN passes once; when it has passed both ways the pair ends cleanly
  *     (group.c's pair_end) and both channels are reused;
  *   - RST passes and closes the pair; PING and RETIRE that crossed the
  *     pairing are dropped; anything else is a protocol error: the sender
  *     is closed and its partner gets RST.
+ * Nothing passes from a side after its FIN, so both sides of a pair that
+ * ends cleanly stopped at a frame boundary.
  *
  * Backpressure: reading a channel stops while its partner's output holds
  * WIRE_HIGH_WATER or more, and starts again (forward_resume) when that has
@@ -35,21 +38,28 @@
 void
 forward_start(struct rchan *c)
 {
-	c->fin = 0;
+	c->opened = c->answered = c->fin = 0;
 	c->frame_left = 0;
 }
 
-/* Does a frame of this type pass from src untouched? */
+/* Does a frame of this type pass from src untouched?  If so, it is noted
+ * as passed (the caller moves it). */
 static int
-passes(const struct rchan *src, const struct frame_header *h)
+passes(struct rchan *src, const struct frame_header *h)
 {
 	switch (h->type) {
 	case FRAME_DATA:
 		return !src->fin;
 	case FRAME_OPEN:
-		return src->role == ROLE_ENTRY;
+		if (src->role != ROLE_ENTRY || src->opened)
+			return 0;
+		src->opened = 1;
+		return 1;
 	case FRAME_OPEN_RESULT:
-		return src->role == ROLE_REVERSE;
+		if (src->role != ROLE_REVERSE || src->answered || src->fin)
+			return 0;
+		src->answered = 1;
+		return 1;
 	default:
 		return 0;
 	}
@@ -89,9 +99,11 @@ pair_fail(struct rchan *src, const char *why)
 }
 
 /*
- * A frame that does not pass is at the front of src's input: act on it
- * once it has all come.  Returns 1 to go on with the input, 0 to stop
- * (more must come, the pair ended, or it is closed).
+ * A frame that does not pass is at the front of src's input: act on it.
+ * Its header is enough to refuse it (the relay never waits for the rest
+ * of a frame it will not take); a PING or RETIRE is dropped once it has
+ * all come.  Returns 1 to go on with the input, 0 to stop (more must
+ * come, the pair ended, or it is closed).
  */
 static int
 forward_control(struct rchan *src, int last)
@@ -102,18 +114,20 @@ forward_control(struct rchan *src, int last)
 	char err[FRAME_ERRLEN];
 	int r;
 
-	if ((r = frame_peek(in, &h, err, sizeof(err))) == 0)
-		return 0;
-	if (r == -1) {
+	if ((r = frame_peek(in, &h, err, sizeof(err))) == -1) {
 		pair_fail(src, err);
 		return 0;
 	}
+	if (r == 0 && evbuffer_get_length(in) < FRAME_HEADER_LEN)
+		return 0;
 	switch (h.type) {
 	case FRAME_PING:
 	case FRAME_RETIRE:
+		if (r == 0)
+			return 0;
 		(void)evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
 		return 1;
-	case FRAME_FIN:
+	case FRAME_FIN:		/* (empty: whole with its header) */
 		if (src->fin)
 			break;
 		(void)evbuffer_drain(in, FRAME_HEADER_LEN);
@@ -123,7 +137,7 @@ forward_control(struct rchan *src, int last)
 			return 1;
 		pair_end(src, dst, last ? src : NULL);
 		return 0;
-	case FRAME_RST:
+	case FRAME_RST:		/* (empty too) */
 		(void)evbuffer_drain(in, FRAME_HEADER_LEN);
 		(void)wire_send(dst->bev, FRAME_RST, NULL, 0);
 		rchan_close(src, LOG_LEVEL_DEBUG, "%s: %s reset the connection",
@@ -133,7 +147,9 @@ forward_control(struct rchan *src, int last)
 		break;
 	}
 	snprintf(err, sizeof(err), "unexpected %s%s from the %s",
-	    frame_type_name(h.type), src->fin ? " after FIN" : "",
+	    frame_type_name(h.type), src->fin ? " after FIN" :
+	    (h.type == FRAME_OPEN && src->opened) ||
+	    (h.type == FRAME_OPEN_RESULT && src->answered) ? " again" : "",
 	    role_name(src->role));
 	pair_fail(src, err);
 	return 0;

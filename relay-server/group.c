@@ -166,8 +166,13 @@ group_open_expired(struct rchan *c)
 	rchan_close_flush(c, LOG_LEVEL_DEBUG, NULL);
 }
 
-/* After a clean end: c is idle again, or closed.  last: its socket has
- * ended. */
+/*
+ * After a clean end: c is idle again, or closed.  last: its socket has
+ * ended.  A channel that still holds bytes is not reused either: its
+ * client sends nothing after its FIN until it sees REUSE, so they belong
+ * to the pairing that just ended (an RST that crossed the end, or junk),
+ * and the next pairing must never see a byte of the last one.
+ */
 static void
 rchan_recycle(struct rchan *c, int last)
 {
@@ -182,6 +187,13 @@ rchan_recycle(struct rchan *c, int last)
 		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: %s channel is %lld s "
 		    "old: closing it rather than reusing it", c->peer,
 		    role_name(c->role), (long long)age);
+		return;
+	}
+	if (evbuffer_get_length(in) > 0 || SSL_has_pending(c->ssl)) {
+		/* What the partner sent last is still written. */
+		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: %s channel sent more "
+		    "after its FIN: closing it rather than reusing it", c->peer,
+		    role_name(c->role));
 		return;
 	}
 	/* REUSE stays queued until this callback is over, so the channel
@@ -207,10 +219,6 @@ rchan_recycle(struct rchan *c, int last)
 			return;
 		}
 	}
-	/* Frames already read wait for no new read event. */
-	if (evbuffer_get_length(in) > 0)
-		bufferevent_trigger(c->bev, EV_READ,
-		    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	tls_kick(c->bev);
 }
 
@@ -221,6 +229,9 @@ pair_end(struct rchan *a, struct rchan *b, struct rchan *last)
 	struct rchan *reverse = a->role == ROLE_ENTRY ? b : a;
 	struct group *g = entry->group;
 
+	/* Both stopped at a frame boundary: their FINs came as frames of
+	 * their own, and nothing passes from a side after its FIN. */
+	assert(a->frame_left == 0 && b->frame_left == 0);
 	a->partner = b->partner = NULL;
 	log_debug("group %u: entry-point %s and reverse-proxy %s: connection "
 	    "ended cleanly", g->id, entry->peer, reverse->peer);

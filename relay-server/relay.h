@@ -112,6 +112,8 @@ struct rchan {
 	struct rchan *partner;		/* R_PAIRED: its partner's points back */
 	/* Paired: what has passed from this side in this pairing. */
 	int paused;			/* reading stopped: partner full */
+	int opened;			/* entry-point: its OPEN passed */
+	int answered;			/* reverse-proxy: its OPEN_RESULT passed */
 	int fin;			/* its FIN passed */
 	size_t frame_left;		/* bytes of a frame still to pass */
 	time_t born;			/* monotonic seconds at accept */
@@ -243,7 +245,8 @@ void group_match(struct group *g);
 /*
  * The user connection on the pair of a and b ended cleanly (FIN both
  * ways, passed on).  Each channel goes back to idle with REUSE, except
- * one that is too old or whose socket has ended (last: it is closed).
+ * one that is too old, that still holds bytes (they are the old pairing's)
+ * or whose socket has ended (last: it is closed by the caller).
  */
 void pair_end(struct rchan *a, struct rchan *b, struct rchan *last);
 

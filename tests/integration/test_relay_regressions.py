@@ -168,7 +168,6 @@ def test_frame_behind_auth_that_frees_the_channel_while_an_open_waits(relay, beh
 # 2. The end of a pair
 
 
-@pytest.mark.xfail(reason="bug 2, the pair rules: fixed in the next commit")
 @pytest.mark.parametrize("offender", ["entry", "reverse"])
 def test_open_after_fin_is_a_protocol_error(relay, offender):
     """One side sends its FIN and then only the 3-byte header of another OPEN (the entry
@@ -220,7 +219,6 @@ def test_open_after_fin_is_a_protocol_error(relay, offender):
     assert_relay_healthy(r)
 
 
-@pytest.mark.xfail(reason="bug 2, the pair rules: fixed in the next commit")
 def test_second_open_result_is_a_protocol_error(relay):
     """The reverse side answers an OPEN with two OPEN_RESULTs (ok, ok) in one record.  The
     relay passed both on (OPEN_RESULT from the reverse side "passes") and the pair went on.
@@ -242,7 +240,6 @@ def test_second_open_result_is_a_protocol_error(relay):
     assert_relay_healthy(r)
 
 
-@pytest.mark.xfail(reason="bug 2, the pair rules: fixed in the next commit")
 def test_rst_behind_the_reverse_fin_does_not_reach_the_next_pairing(relay):
     """Two OPENs wait in group 14 on one worker: entry 1's (with FIN behind it) and entry
     2's.  A reverse channel authenticates and is paired with entry 1; it answers
@@ -285,7 +282,6 @@ def test_rst_behind_the_reverse_fin_does_not_reach_the_next_pairing(relay):
     assert_relay_healthy(r)
 
 
-@pytest.mark.xfail(reason="bug 2, the pair rules: fixed in the next commit")
 def test_open_after_fin_does_not_spoil_the_real_tunnel(tunnel, echo_server, keys):
     """The same attack as test_open_after_fin_is_a_protocol_error, but against a real
     reverse-proxy: a raw entry channel in the tunnel's group sends OPEN (to the tunnel's
