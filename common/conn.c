@@ -481,79 +481,107 @@ channel_detach(struct conn *c)
 		batch_free(ch);
 }
 
+/* entry-point: the reverse-proxy's answer to OPEN, whole at the front of
+ * in.  Returns 0 when it is OK (the splice goes on), -1 when c closed. */
+static int
+channel_open_result(struct conn *c, struct evbuffer *in,
+    const struct frame_header *h)
+{
+	uint8_t payload[FRAME_CONTROL_MAX];
+	struct open_result_msg result;
+	char err[FRAME_ERRLEN];
+
+	(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+	if (evbuffer_remove(in, payload, h->length) != (int)h->length)
+		snprintf(err, sizeof(err), "OPEN_RESULT truncated");
+	else if (open_result_decode(payload, h->length, &result, err,
+	    sizeof(err)) == 0)
+		err[0] = '\0';
+	if (err[0] != '\0') {
+		log_warnx("%s: protocol error: %s", c->label, err);
+		conn_close(c, 1, 1);
+		return -1;
+	}
+	if (result.code != OPEN_OK) {
+		log_info("%s: cannot open: %s%s%s", c->label,
+		    open_code_text(result.code), result.text[0] ? ": " : "",
+		    result.text);
+		conn_close(c, 0, 1);
+		return -1;
+	}
+	c->result_received = 1;
+	log_debug("%s: open", c->label);
+	return 0;
+}
+
+/* Is a frame of this type, from the channel, out of place now? */
+static int
+channel_unexpected(const struct conn *c, uint8_t type)
+{
+	switch (type) {
+	case FRAME_DATA:
+	case FRAME_FIN:
+		return c->fin_received ||
+		    (c->role == ROLE_ENTRY && !c->result_received);
+	case FRAME_OPEN_RESULT:
+		return c->role != ROLE_ENTRY || c->result_received;
+	case FRAME_RST:
+	case FRAME_PING:
+	case FRAME_PONG:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 /* channel -> plain, frame by frame, as far as the input goes. */
 static void
 channel_process(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->channel);
-	struct evbuffer *out;
 	struct frame_header h;
-	struct open_result_msg result;
-	uint8_t payload[FRAME_CONTROL_MAX];
 	char err[FRAME_ERRLEN];
 	int r;
 
 	while (c->state == CONN_OPEN && c->channel != NULL &&
 	    (r = frame_peek(in, &h, err, sizeof(err))) == 1) {
-		out = bufferevent_get_output(c->plain);
+		if (channel_unexpected(c, h.type)) {
+			log_warnx("%s: protocol error: unexpected %s", c->label,
+			    frame_type_name(h.type));
+			conn_close(c, 1, 1);
+			return;
+		}
 		switch (h.type) {
 		case FRAME_DATA:
-			if (c->fin_received ||
-			    (c->role == ROLE_ENTRY && !c->result_received))
-				goto unexpected;
-			evbuffer_drain(in, FRAME_HEADER_LEN);
-			if (evbuffer_remove_buffer(in, out, h.length) !=
-			    (int)h.length) {
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+			if (evbuffer_remove_buffer(in, bufferevent_get_output(
+			    c->plain), h.length) != (int)h.length) {
 				conn_close(c, 1, 1);
 				return;
 			}
 			c->bytes_in += h.length;
 			break;
 		case FRAME_FIN:
-			if (c->fin_received ||
-			    (c->role == ROLE_ENTRY && !c->result_received))
-				goto unexpected;
-			evbuffer_drain(in, FRAME_HEADER_LEN);
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
 			c->fin_received = 1;
 			if (c->fin_sent)
 				channel_detach(c);	/* input stays as is */
 			plain_shutdown(c);
 			break;
 		case FRAME_RST:
-			evbuffer_drain(in, FRAME_HEADER_LEN);
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
 			log_debug("%s: reset by the far end", c->label);
 			conn_close(c, 0, 1);
 			return;
-		case FRAME_PING:
-		case FRAME_PONG:
-			/* Keepalives that crossed the pairing: no meaning
-			 * end to end. */
-			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
-			break;
 		case FRAME_OPEN_RESULT:
-			if (c->role != ROLE_ENTRY || c->result_received)
-				goto unexpected;
-			evbuffer_drain(in, FRAME_HEADER_LEN);
-			evbuffer_remove(in, payload, h.length);
-			if (open_result_decode(payload, h.length, &result, err,
-			    sizeof(err)) == -1) {
-				log_warnx("%s: protocol error: %s", c->label,
-				    err);
-				conn_close(c, 1, 1);
+			if (channel_open_result(c, in, &h) == -1)
 				return;
-			}
-			if (result.code != OPEN_OK) {
-				log_info("%s: cannot open: %s%s%s", c->label,
-				    open_code_text(result.code),
-				    result.text[0] ? ": " : "", result.text);
-				conn_close(c, 0, 1);
-				return;
-			}
-			c->result_received = 1;
-			log_debug("%s: open", c->label);
 			break;
 		default:
-			goto unexpected;
+			/* PING, PONG: keepalives that crossed the pairing, no
+			 * meaning end to end. */
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			break;
 		}
 	}
 	if (c->state != CONN_OPEN || c->channel == NULL)
@@ -572,11 +600,6 @@ channel_process(struct conn *c)
 	 * plain write event stays armed meanwhile). */
 	if (!tls_kick(c->channel))
 		bev_kick_write(c->plain);
-	return;
-unexpected:
-	log_warnx("%s: protocol error: unexpected %s", c->label,
-	    frame_type_name(h.type));
-	conn_close(c, 1, 1);
 }
 
 static void

@@ -43,7 +43,7 @@ void fatalx(const char *fmt, ...)
     __attribute__((format(printf, 1, 2), noreturn));
 
 /*
- * Log a warning followed by every error on OpenSSL's error queue (which is
+ * Log a warning followed by what OpenSSL's error queue says (it is
  * emptied, see tls_error_text), so that the operator sees why a TLS call
  * failed.
  */

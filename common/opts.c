@@ -228,25 +228,15 @@ print_help(const struct opt_spec *specs, size_t nspecs, const char *usage)
 	printf("  %-32s %s\n", "-V, --version", "show the version and exit");
 }
 
-int
-opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
-    int argc, char **argv, int first, const char *progname,
-    const char *usage, char *err, size_t errlen)
-{
-	struct option longopts[64 + 4];
-	char shortopts[64 * 2 + 8];
-	/* Command-line settings, applied after the config file. */
-	struct { const struct opt_spec *spec; const char *value; } cmd[256];
-	size_t ncmd = 0, nshort = 0, i;
-	const char *config = NULL;
-	char origin[80];
-	int c, idx;
+#define OPTS_MAX 64		/* option specs a program may have */
 
-	memset(o, 0, sizeof(*o));
-	if (nspecs > 64) {
-		snprintf(err, errlen, "internal error: too many options");
-		return -1;
-	}
+/* getopt_long's tables for specs, plus --config, --help, --version. */
+static void
+getopt_tables(const struct opt_spec *specs, size_t nspecs,
+    struct option longopts[OPTS_MAX + 4], char shortopts[OPTS_MAX * 2 + 8])
+{
+	size_t nshort = 0, i;
+
 	shortopts[nshort++] = ':';	/* report a missing argument as ':' */
 	for (i = 0; i < nspecs; i++) {
 		longopts[i].name = specs[i].long_name;
@@ -270,7 +260,62 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 	shortopts[nshort++] = 'h';
 	shortopts[nshort++] = 'V';
 	shortopts[nshort] = '\0';
+}
 
+/* getopt_long said ':' or '?': say which argument was wrong, and how. */
+static void
+getopt_error(int c, char **argv, char *err, size_t errlen)
+{
+	if (c == ':')
+		snprintf(err, errlen, "%s: missing value", argv[optind - 1]);
+	/* A known long flag given a value (--verbose=yes): getopt sets
+	 * optopt to its val, not a character. */
+	else if (optopt >= 256 || optopt == 'h' || optopt == 'V')
+		snprintf(err, errlen, "%s: option takes no value (see --help)",
+		    argv[optind - 1]);
+	else if (optopt != 0)
+		snprintf(err, errlen, "unknown option '-%c' (see --help)",
+		    optopt);
+	else
+		snprintf(err, errlen, "unknown option '%s' (see --help)",
+		    argv[optind - 1]);
+}
+
+/* The spec that getopt_long's answer c stands for, or NULL. */
+static const struct opt_spec *
+spec_of(int c, const struct opt_spec *specs, size_t nspecs)
+{
+	size_t i;
+
+	if (c >= 256)
+		return &specs[c - 256];
+	for (i = 0; i < nspecs; i++)
+		if (specs[i].short_name == c)
+			return &specs[i];
+	return NULL;
+}
+
+int
+opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
+    int argc, char **argv, int first, const char *progname,
+    const char *usage, char *err, size_t errlen)
+{
+	struct option longopts[OPTS_MAX + 4];
+	char shortopts[OPTS_MAX * 2 + 8];
+	/* Command-line settings, applied after the config file. */
+	struct { const struct opt_spec *spec; const char *value; } cmd[256];
+	const struct opt_spec *spec;
+	size_t ncmd = 0, i;
+	const char *config = NULL;
+	char origin[80];
+	int c, idx;
+
+	memset(o, 0, sizeof(*o));
+	if (nspecs > OPTS_MAX) {
+		snprintf(err, errlen, "internal error: too many options");
+		return -1;
+	}
+	getopt_tables(specs, nspecs, longopts, shortopts);
 	/* getopt keeps global state: parse argv[first - 1 ..] afresh. */
 	optind = 0;
 	opterr = 0;
@@ -278,8 +323,6 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 	argv += first - 1;
 	while ((c = getopt_long(argc, argv, shortopts, longopts, &idx)) !=
 	    -1) {
-		const struct opt_spec *spec = NULL;
-
 		switch (c) {
 		case 'h':
 			print_help(specs, nspecs, usage);
@@ -291,32 +334,14 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 			config = optarg;
 			continue;
 		case ':':
-			snprintf(err, errlen, "%s: missing value",
-			    argv[optind - 1]);
-			return -1;
 		case '?':
-			/* A known long flag given a value (--verbose=yes):
-			 * getopt sets optopt to its val, not a character. */
-			if (optopt >= 256 || optopt == 'h' || optopt == 'V')
-				snprintf(err, errlen, "%s: option takes no value"
-				    " (see --help)", argv[optind - 1]);
-			else if (optopt != 0)
-				snprintf(err, errlen, "unknown option '-%c'"
-				    " (see --help)", optopt);
-			else
-				snprintf(err, errlen, "unknown option '%s'"
-				    " (see --help)", argv[optind - 1]);
+			getopt_error(c, argv, err, errlen);
 			return -1;
 		default:
 			break;
 		}
-		if (c >= 256)
-			spec = &specs[c - 256];
-		else
-			for (i = 0; i < nspecs; i++)
-				if (specs[i].short_name == c)
-					spec = &specs[i];
-		if (spec == NULL || ncmd == sizeof(cmd) / sizeof(cmd[0])) {
+		if ((spec = spec_of(c, specs, nspecs)) == NULL ||
+		    ncmd == sizeof(cmd) / sizeof(cmd[0])) {
 			snprintf(err, errlen, "too many options");
 			return -1;
 		}

@@ -291,6 +291,50 @@ chan_became_idle(struct pool_chan *c)
 	return 0;
 }
 
+/* The relay's answer to AUTH, whole at the front of in.  Returns 0 when
+ * the channel is in (the caller makes it idle), -1 when it failed (c is
+ * gone). */
+static int
+chan_auth_result(struct pool_chan *c, struct evbuffer *in,
+    const struct frame_header *h)
+{
+	uint8_t payload[FRAME_CONTROL_MAX];
+	uint8_t version, code;
+	char err[FRAME_ERRLEN], why[256];
+
+	if (h->type != FRAME_AUTH_RESULT) {
+		snprintf(why, sizeof(why), "protocol error: %s before "
+		    "AUTH_RESULT", frame_type_name(h->type));
+		dial_failed(c, why);
+		return -1;
+	}
+	(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+	if (evbuffer_remove(in, payload, h->length) != (int)h->length ||
+	    auth_result_decode(payload, h->length, &version, &code, err,
+	    sizeof(err)) == -1) {
+		dial_failed(c, "protocol error: bad AUTH_RESULT");
+		return -1;
+	}
+	if (version != PROTOCOL_VERSION || code != AUTH_OK) {
+		snprintf(why, sizeof(why), "refused authentication: %s (relay "
+		    "protocol version %u)", auth_code_text(code), version);
+		dial_failed(c, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* A channel is gone after a protocol error: say why, free, refill. */
+static void
+chan_protocol_error(struct pool_chan *c, const char *why)
+{
+	struct pool *p = c->pool;
+
+	log_warnx("relay %s: protocol error: %s", p->relay_name, why);
+	chan_free(c);
+	pool_refill(p);
+}
+
 static void
 chan_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -298,47 +342,22 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 	struct pool *p = c->pool;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct frame_header h;
-	uint8_t payload[FRAME_CONTROL_MAX];
-	uint8_t version, code;
 	char err[FRAME_ERRLEN], why[256];
 	int r;
 
 	while ((r = frame_peek(in, &h, err, sizeof(err))) == 1) {
 		if (c->state == CHAN_AUTH_SENT) {
-			if (h.type != FRAME_AUTH_RESULT) {
-				snprintf(why, sizeof(why), "protocol error: "
-				    "%s before AUTH_RESULT",
-				    frame_type_name(h.type));
-				dial_failed(c, why);
-				return;
-			}
-			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
-			if (evbuffer_remove(in, payload, h.length) !=
-			    (int)h.length || auth_result_decode(payload,
-			    h.length, &version, &code, err, sizeof(err)) == -1) {
-				snprintf(why, sizeof(why), "protocol error: "
-				    "bad AUTH_RESULT");
-				dial_failed(c, why);
-				return;
-			}
-			if (version != PROTOCOL_VERSION || code != AUTH_OK) {
-				snprintf(why, sizeof(why), "refused "
-				    "authentication: %s (relay protocol "
-				    "version %u)", auth_code_text(code),
-				    version);
-				dial_failed(c, why);
-				return;
-			}
-			if (chan_became_idle(c))
+			if (chan_auth_result(c, in, &h) == -1 ||
+			    chan_became_idle(c))
 				return;
 			continue;
 		}
 		if (h.type == FRAME_PONG) {
-			evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
 			continue;
 		}
 		if (c->state == CHAN_RETURNING && h.type == FRAME_REUSE) {
-			evbuffer_drain(in, FRAME_HEADER_LEN);
+			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
 			if (chan_became_idle(c))
 				return;
 			continue;
@@ -352,20 +371,17 @@ chan_read_cb(struct bufferevent *bev, void *arg)
 			pool_refill(p);
 			return;
 		}
-		log_warnx("relay %s: protocol error: unexpected %s on an idle "
-		    "channel", p->relay_name, frame_type_name(h.type));
-		chan_free(c);
-		pool_refill(p);
+		snprintf(why, sizeof(why), "unexpected %s on an idle channel",
+		    frame_type_name(h.type));
+		chan_protocol_error(c, why);
 		return;
 	}
 	if (r == -1) {
-		snprintf(why, sizeof(why), "protocol error: %s", err);
 		if (c->state == CHAN_DIALING || c->state == CHAN_AUTH_SENT) {
+			snprintf(why, sizeof(why), "protocol error: %s", err);
 			dial_failed(c, why);
 		} else {
-			log_warnx("relay %s: %s", p->relay_name, why);
-			chan_free(c);
-			pool_refill(p);
+			chan_protocol_error(c, err);
 		}
 		return;
 	}

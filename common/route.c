@@ -187,13 +187,96 @@ set_listen(struct route *r)
 	r->listen_dual_stack = 1;
 }
 
+/* A route's parts by what they mean (NULL source: anyone may connect). */
+struct route_fields {
+	const char *source, *listen, *host, *dport;
+	int source_bracketed, host_bracketed;
+};
+
+/*
+ * Say which of the n parts is which: port:port, ip:port:port,
+ * port:host:port or ip:port:host:port (a first part of digits only is a
+ * port).  Returns 0, or -1 with err set.
+ */
+static int
+route_fields(const char *text, char parts[][ROUTE_HOST_MAX + 3],
+    const int *bracketed, int n, struct route_fields *f, char *err,
+    size_t errlen)
+{
+	int i;
+
+	memset(f, 0, sizeof(*f));
+	f->host = "127.0.0.1";
+	switch (n) {
+	case 2:
+		f->listen = parts[0];
+		f->dport = parts[1];
+		break;
+	case 3:
+		if (!bracketed[0] && all_digits(parts[0])) {
+			f->listen = parts[0];	/* port:host:port */
+			f->host = parts[1];
+			f->host_bracketed = bracketed[1];
+		} else {
+			f->source = parts[0];	/* ip:port:port */
+			f->source_bracketed = bracketed[0];
+			f->listen = parts[1];
+		}
+		f->dport = parts[2];
+		break;
+	case 4:
+		f->source = parts[0];
+		f->source_bracketed = bracketed[0];
+		f->listen = parts[1];
+		f->host = parts[2];
+		f->host_bracketed = bracketed[2];
+		f->dport = parts[3];
+		break;
+	default:
+		snprintf(err, errlen, "route '%s': expected port:port, "
+		    "ip:port:port, port:host:port or ip:port:host:port", text);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (bracketed[i] && parts[i] != f->source &&
+		    parts[i] != f->host) {
+			snprintf(err, errlen, "route '%s': brackets around a "
+			    "port", text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Check the destination host (a name, an IPv4 or a bracketed IPv6
+ * literal).  Returns 0, or -1 with err set. */
+static int
+check_destination(const char *text, const struct route_fields *f, char *err,
+    size_t errlen)
+{
+	struct in6_addr a6;
+
+	if (f->host_bracketed) {
+		if (inet_pton(AF_INET6, f->host, &a6) != 1) {
+			snprintf(err, errlen, "route '%s': '[%s]' is not an IPv6 "
+			    "address", text, f->host);
+			return -1;
+		}
+	} else if (!route_host_valid(f->host)) {
+		snprintf(err, errlen, "route '%s': destination '%s' is not a "
+		    "host name or IP address", text, f->host);
+		return -1;
+	}
+	return 0;
+}
+
 int
 route_parse(const char *text, struct route *r, char *err, size_t errlen)
 {
 	char parts[ROUTE_PARTS_MAX][ROUTE_HOST_MAX + 3];
 	int bracketed[ROUTE_PARTS_MAX];
-	const char *source = NULL, *listen, *host = "127.0.0.1", *dport;
-	int n, source_bracketed = 0, host_bracketed = 0, i;
+	struct route_fields f;
+	int n, i;
 
 	memset(r, 0, sizeof(*r));
 	if (text[0] == '\0') {
@@ -214,75 +297,32 @@ route_parse(const char *text, struct route *r, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	switch (n) {
-	case 2:
-		listen = parts[0];
-		dport = parts[1];
-		break;
-	case 3:
-		if (!bracketed[0] && all_digits(parts[0])) {
-			listen = parts[0];	/* port:host:port */
-			host = parts[1];
-			host_bracketed = bracketed[1];
-		} else {
-			source = parts[0];	/* ip:port:port */
-			source_bracketed = bracketed[0];
-			listen = parts[1];
-		}
-		dport = parts[2];
-		break;
-	case 4:
-		source = parts[0];
-		source_bracketed = bracketed[0];
-		listen = parts[1];
-		host = parts[2];
-		host_bracketed = bracketed[2];
-		dport = parts[3];
-		break;
-	default:
-		snprintf(err, errlen, "route '%s': expected port:port, "
-		    "ip:port:port, port:host:port or ip:port:host:port", text);
+	if (route_fields(text, parts, bracketed, n, &f, err, errlen) == -1)
 		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (bracketed[i] && parts[i] != source && parts[i] != host) {
-			snprintf(err, errlen, "route '%s': brackets around a "
-			    "port", text);
-			return -1;
-		}
-	}
-	if (source != NULL) {
-		if (parse_source(source, source_bracketed, &r->source) == -1) {
+	if (f.source != NULL) {
+		if (parse_source(f.source, f.source_bracketed, &r->source) ==
+		    -1) {
 			snprintf(err, errlen, "route '%s': source '%s' is not "
-			    "an %s address", text, source, source_bracketed ?
-			    "IPv6" : "IPv4 (or [IPv6])");
+			    "an %s address", text, f.source,
+			    f.source_bracketed ? "IPv6" : "IPv4 (or [IPv6])");
 			return -1;
 		}
 		r->has_source = 1;
 	}
-	if (parse_port(listen, &r->listen_port) == -1) {
+	if (parse_port(f.listen, &r->listen_port) == -1) {
 		snprintf(err, errlen, "route '%s': listen port '%s' is not a "
-		    "port number (1-65535)", text, listen);
+		    "port number (1-65535)", text, f.listen);
 		return -1;
 	}
-	if (host_bracketed) {
-		struct in6_addr a6;
-		if (inet_pton(AF_INET6, host, &a6) != 1) {
-			snprintf(err, errlen, "route '%s': '[%s]' is not an IPv6 "
-			    "address", text, host);
-			return -1;
-		}
-	} else if (!route_host_valid(host)) {
-		snprintf(err, errlen, "route '%s': destination '%s' is not a "
-		    "host name or IP address", text, host);
+	if (check_destination(text, &f, err, errlen) == -1)
 		return -1;
-	}
-	if (parse_port(dport, &r->dest_port) == -1) {
+	if (parse_port(f.dport, &r->dest_port) == -1) {
 		snprintf(err, errlen, "route '%s': destination port '%s' is "
-		    "not a port number (1-65535)", text, dport);
+		    "not a port number (1-65535)", text, f.dport);
 		return -1;
 	}
-	memcpy(r->dest_host, host, strlen(host) + 1);	/* <= ROUTE_HOST_MAX */
+	/* <= ROUTE_HOST_MAX: split_parts bounds every part. */
+	memcpy(r->dest_host, f.host, strlen(f.host) + 1);
 	set_listen(r);
 	return 0;
 }

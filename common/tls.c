@@ -18,24 +18,14 @@
 const char *
 tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 {
-	char one[256];
-	size_t used = 0;
 	unsigned long e;
-	int n;
 
 	if (len > 0)
 		buf[0] = '\0';
 	while ((e = bev != NULL ? bufferevent_get_openssl_error(bev) :
-	    ERR_get_error()) != 0) {
-		if (ERR_GET_LIB(e) == 0 || used + 1 >= len)
-			continue;
-		ERR_error_string_n(e, one, sizeof(one));
-		n = snprintf(buf + used, len - used, "%s%s", used ? "; " : "",
-		    one);
-		if (n > 0)
-			used += (size_t)n < len - used ? (size_t)n :
-			    len - used - 1;
-	}
+	    ERR_get_error()) != 0)
+		if (len > 0 && buf[0] == '\0' && ERR_GET_LIB(e) != 0)
+			ERR_error_string_n(e, buf, len);
 	return buf;
 }
 

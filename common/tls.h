@@ -31,7 +31,7 @@ struct bufferevent;
 
 #define TLS_READ_BUFFER (64 * 1024 + 512)	/* four records and change */
 #define TLS_TICKET_LIFETIME 3600	/* seconds a resumption ticket is good */
-#define TLS_ERRLEN 512			/* room for tls_error_text */
+#define TLS_ERRLEN 256			/* room for tls_error_text */
 
 /*
  * Load and check the relay's certificate and key.  Returns a context or
@@ -56,10 +56,12 @@ SSL_CTX *tls_client_ctx_new(const char *cert_path, char *err, size_t errlen);
 SSL *tls_client_ssl_new(SSL_CTX *ctx, const char *host);
 
 /*
- * What OpenSSL says went wrong: the errors queued on bev (or on this
- * thread's queue when bev is NULL), oldest first, joined by "; ", the
- * queue emptied.  Bare system-call markers ("lib(0)") are left out: they
- * tell nothing.  buf is "" when there was none.  Returns buf.
+ * What OpenSSL says went wrong: the first error queued on bev (libevent
+ * keeps them newest first) or, when bev is NULL, on this thread's queue
+ * (oldest first: the cause), leaving out bare system-call markers
+ * ("lib(0)") that tell nothing; the queue is emptied either way, so that
+ * no stale error misleads the next call.  buf is "" when there was none.
+ * Returns buf.
  */
 const char *tls_error_text(struct bufferevent *bev, char *buf, size_t len);
 
