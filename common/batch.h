@@ -28,7 +28,10 @@
 
 struct bufferevent;
 
-#define BATCH_MAX (4 * (16384 + 256))	/* four full records and change */
+/* A TLS 1.3 record's ciphertext is at most 2^14 + 256 bytes (RFC 8446,
+ * section 5.2); a batch holds four of the largest. */
+#define BATCH_RECORD_MAX (16384 + 256)
+#define BATCH_MAX (4 * BATCH_RECORD_MAX)
 
 /*
  * Make the TLS bufferevent bev (handshake done) write through a batch, or

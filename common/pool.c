@@ -31,6 +31,7 @@ enum chan_state {
 	CHAN_IDLE,		/* ready, pinging */
 	CHAN_RETURNING,		/* back after a clean end, waiting for REUSE */
 	CHAN_RETIRING,		/* reverse-proxy: RETIRE sent, closing */
+	CHAN_DEAD,		/* closed, for the reaper to free */
 };
 
 struct pool_chan {
@@ -49,6 +50,8 @@ struct pool {
 	struct chan_list dialing;	/* CHAN_DIALING and CHAN_AUTH_SENT */
 	struct chan_list idle;
 	struct chan_list back;		/* CHAN_RETURNING and CHAN_RETIRING */
+	struct chan_list dead;		/* CHAN_DEAD */
+	struct event *reaper;		/* frees the dead, from the loop */
 	unsigned ndialing, nidle, nreturning, nback, in_use, waiting;
 	unsigned failures;		/* dials failed in a row */
 	struct event *retry;		/* backoff timer */
@@ -84,6 +87,9 @@ chan_unlink(struct pool_chan *c)
 		if (c->state == CHAN_RETURNING)
 			p->nreturning--;
 		break;
+	case CHAN_DEAD:
+		TAILQ_REMOVE(&p->dead, c, link);
+		break;
 	default:
 		TAILQ_REMOVE(&p->dialing, c, link);
 		p->ndialing--;
@@ -110,6 +116,9 @@ chan_link(struct pool_chan *c, enum chan_state state)
 		if (state == CHAN_RETURNING)
 			p->nreturning++;
 		break;
+	case CHAN_DEAD:
+		TAILQ_INSERT_TAIL(&p->dead, c, link);
+		break;
 	default:
 		TAILQ_INSERT_TAIL(&p->dialing, c, link);
 		p->ndialing++;
@@ -117,7 +126,7 @@ chan_link(struct pool_chan *c, enum chan_state state)
 	}
 }
 
-/* One owner frees a channel: the pool, while the channel is its own. */
+/* Free a channel: the reaper's job (and pool_free's). */
 static void
 chan_free(struct pool_chan *c)
 {
@@ -127,6 +136,41 @@ chan_free(struct pool_chan *c)
 	if (c->bev != NULL)
 		batch_free(c->bev);
 	free(c);
+}
+
+/*
+ * Close c: off its list, silent (its bufferevent and ping timer), freed by
+ * the reaper when the loop comes round, so that no caller up the stack
+ * holds a freed channel (the teardown of conn.c and of the relay).
+ */
+static void
+chan_close(struct pool_chan *c)
+{
+	struct pool *p = c->pool;
+
+	if (c->state == CHAN_DEAD)
+		return;
+	chan_unlink(c);
+	chan_link(c, CHAN_DEAD);
+	if (c->ping != NULL)
+		event_del(c->ping);
+	if (c->bev != NULL) {
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+		(void)bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	}
+	event_active(p->reaper, EV_TIMEOUT, 0);
+}
+
+static void
+reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+	struct pool_chan *c;
+
+	(void)fd;
+	(void)what;
+	while ((c = TAILQ_FIRST(&p->dead)) != NULL)
+		chan_free(c);
 }
 
 unsigned long
@@ -171,7 +215,7 @@ dial_failed(struct pool_chan *c, const char *why)
 	} else {
 		log_debug("relay %s: %s (again)", p->relay_name, why);
 	}
-	chan_free(c);
+	chan_close(c);
 	p->failures++;
 	ms = pool_backoff_ms(p->failures, randombytes_uniform);
 	if (!p->retry_pending) {
@@ -203,7 +247,7 @@ ping_cb(evutil_socket_t fd, short what, void *arg)
 		log_debug("relay %s: closing a surplus idle channel (%u idle)",
 		    p->relay_name, p->nidle);
 		if (p->cfg.on_open == NULL) {
-			chan_free(c);
+			chan_close(c);
 			return;
 		}
 		event_del(c->ping);
@@ -211,19 +255,19 @@ ping_cb(evutil_socket_t fd, short what, void *arg)
 		chan_link(c, CHAN_RETIRING);
 		if (frame_write(bufferevent_get_output(c->bev), FRAME_RETIRE,
 		    NULL, 0) == -1)
-			chan_free(c);
+			chan_close(c);
 		return;
 	}
 	if (frame_write(bufferevent_get_output(c->bev), FRAME_PING, NULL, 0)
 	    == -1) {
 		log_warnx("relay %s: cannot queue a PING", p->relay_name);
-		chan_free(c);
+		chan_close(c);
 		pool_refill(p);
 	}
 }
 
 /* The channel is authenticated: it joins the idle list.  Returns 0, or -1
- * when it had to be closed (c is gone). */
+ * when it had to be closed. */
 static int
 chan_ready(struct pool_chan *c)
 {
@@ -249,13 +293,14 @@ chan_ready(struct pool_chan *c)
 	if (c->ping == NULL || event_add(c->ping, &ping) == -1) {
 		log_warnx("relay %s: cannot arm the ping timer",
 		    p->relay_name);
-		chan_free(c);
+		chan_close(c);
 		return -1;
 	}
 	return 0;
 }
 
-/* Hand c's bufferevent to the caller; the pool forgets the channel. */
+/* Hand c's bufferevent to the caller; the pool forgets the channel (c
+ * itself goes to the reaper). */
 static struct bufferevent *
 chan_hand_off(struct pool_chan *c)
 {
@@ -265,14 +310,14 @@ chan_hand_off(struct pool_chan *c)
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	c->bev = NULL;
-	chan_free(c);
+	chan_close(c);
 	p->in_use++;
 	return bev;
 }
 
 /*
  * The channel is idle (again): tell the owner.  Returns 1 when the caller
- * must stop reading (c may be gone or handed off), 0 to go on.
+ * must stop reading (c may be closed or handed off), 0 to go on.
  */
 static int
 chan_became_idle(struct pool_chan *c)
@@ -293,7 +338,7 @@ chan_became_idle(struct pool_chan *c)
 
 /* The relay's answer to AUTH, whole at the front of in.  Returns 0 when
  * the channel is in (the caller makes it idle), -1 when it failed (c is
- * gone). */
+ * closed). */
 static int
 chan_auth_result(struct pool_chan *c, struct evbuffer *in,
     const struct frame_header *h)
@@ -331,7 +376,7 @@ chan_protocol_error(struct pool_chan *c, const char *why)
 	struct pool *p = c->pool;
 
 	log_warnx("relay %s: protocol error: %s", p->relay_name, why);
-	chan_free(c);
+	chan_close(c);
 	pool_refill(p);
 }
 
@@ -476,7 +521,7 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* The relay closed it rather than reuse it, or as asked. */
 		log_debug("relay %s: %s channel closed: %s", p->relay_name,
 		    c->state == CHAN_RETIRING ? "retired" : "used", why);
-		chan_free(c);
+		chan_close(c);
 		pool_refill(p);
 		return;
 	}
@@ -488,7 +533,7 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 		else
 			log_debug("relay %s: idle channel closed: %s",
 			    p->relay_name, why);
-		chan_free(c);
+		chan_close(c);
 		pool_refill(p);
 		return;
 	}
@@ -585,6 +630,7 @@ pool_new(const struct pool_config *config)
 	TAILQ_INIT(&p->dialing);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->back);
+	TAILQ_INIT(&p->dead);
 	if (strchr(config->relay_host, ':') != NULL)
 		snprintf(host, sizeof(host), "[%s]", config->relay_host);
 	else
@@ -592,6 +638,12 @@ pool_new(const struct pool_config *config)
 	snprintf(p->relay_name, sizeof(p->relay_name), "%s:%u", host,
 	    config->relay_port);
 	if ((p->retry = evtimer_new(config->base, retry_cb, p)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	if ((p->reaper = event_new(config->base, -1, 0, reaper_cb, p)) ==
+	    NULL) {
+		event_free(p->retry);
 		free(p);
 		return NULL;
 	}
@@ -648,7 +700,7 @@ pool_put(struct pool *p, struct bufferevent *bev)
 	 * socket to poll writable even with nothing to write. */
 	want = (EV_READ | EV_WRITE) & ~bufferevent_get_enabled(bev);
 	if (want != 0 && bufferevent_enable(bev, want) == -1) {
-		chan_free(c);
+		chan_close(c);
 		pool_refill(p);
 		return;
 	}
@@ -673,6 +725,9 @@ pool_free(struct pool *p)
 		chan_free(c);
 	while ((c = TAILQ_FIRST(&p->dialing)) != NULL)
 		chan_free(c);
+	while ((c = TAILQ_FIRST(&p->dead)) != NULL)
+		chan_free(c);
+	event_free(p->reaper);
 	event_free(p->retry);
 	free(p);
 }
