@@ -6,7 +6,7 @@
  * connection ends cleanly, both channels come back here to be reused.
  *
  *   group_open ── queued (R_QUEUED) ── group_match ── pair ── forward.c
- *   ── pair_end ── rchan_recycle (REUSE, idle again) ── group_match
+ *   ── pair_end ── rchan_recycle (REUSE, idle again) ── group_pair
  *
  * A group lives as long as it has channels (refs); the reaper frees it.
  */
