@@ -112,94 +112,6 @@ auth_key_write_public(const struct auth_key *k, FILE *f)
 	return rc;
 }
 
-int
-auth_keyset_load(const char *path, struct auth_keyset *set, char *err,
-    size_t errlen)
-{
-	uint8_t pk[AUTH_PUBKEY_LEN];
-	size_t pklen;
-	EVP_PKEY *pkey;
-	FILE *f;
-	int c;
-
-	memset(set, 0, sizeof(*set));
-	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		/* Stop cleanly at the end, where only blank space is left. */
-		while ((c = fgetc(f)) != EOF && (c == ' ' || c == '\t' ||
-		    c == '\n' || c == '\r'))
-			;
-		if (c == EOF)
-			break;
-		if (ungetc(c, f) == EOF)
-			goto bad;
-		pklen = sizeof(pk);
-		if ((pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL)) == NULL)
-			goto bad;
-		if (EVP_PKEY_id(pkey) != EVP_PKEY_ED25519 ||
-		    EVP_PKEY_get_raw_public_key(pkey, pk, &pklen) != 1 ||
-		    pklen != sizeof(pk)) {
-			EVP_PKEY_free(pkey);
-			goto bad;
-		}
-		EVP_PKEY_free(pkey);
-		if (set->n == AUTH_KEYS_MAX) {
-			snprintf(err, errlen, "%s: more than %d keys", path,
-			    AUTH_KEYS_MAX);
-			goto fail;
-		}
-		if (set->n % 16 == 0) {
-			void *grown = realloc(set->keys,
-			    (set->n + 16) * sizeof(*set->keys));
-			if (grown == NULL) {
-				snprintf(err, errlen, "%s: out of memory", path);
-				goto fail;
-			}
-			set->keys = grown;
-		}
-		memcpy(set->keys[set->n++], pk, sizeof(pk));
-	}
-	fclose(f);
-	if (set->n == 0) {
-		snprintf(err, errlen, "%s: no public key in it (make one with "
-		    "'gen-cert ed25519')", path);
-		auth_keyset_free(set);
-		return -1;
-	}
-	return 0;
-bad:
-	snprintf(err, errlen, "%s: key %zu is not an ed25519 public key in "
-	    "PEM", path, set->n + 1);
-fail:
-	fclose(f);
-	auth_keyset_free(set);
-	return -1;
-}
-
-int
-auth_keyset_contains(const struct auth_keyset *set, const uint8_t *pk)
-{
-	size_t i;
-
-	for (i = 0; i < set->n; i++)
-		if (sodium_memcmp(set->keys[i], pk, AUTH_PUBKEY_LEN) == 0)
-			return 1;
-	return 0;
-}
-
-void
-auth_keyset_free(struct auth_keyset *set)
-{
-	if (set == NULL)
-		return;
-	free(set->keys);
-	set->keys = NULL;
-	set->n = 0;
-}
-
 #define AUTH_SIGNED_LEN (sizeof(AUTH_CONTEXT) + 1 + 4 + AUTH_PUBKEY_LEN + \
     AUTH_EXPORTER_LEN)
 
@@ -244,14 +156,4 @@ auth_verify(const uint8_t pk[AUTH_PUBKEY_LEN], uint8_t role, uint32_t group,
 	signed_message(msg, role, group, pk, exporter);
 	return crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) == 0 ?
 	    0 : -1;
-}
-
-void
-auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN],
-    char buf[AUTH_FINGERPRINT_LEN])
-{
-	uint8_t hash[crypto_hash_sha256_BYTES];
-
-	crypto_hash_sha256(hash, pk, AUTH_PUBKEY_LEN);
-	sodium_bin2hex(buf, AUTH_FINGERPRINT_LEN, hash, 8);
 }

@@ -2,9 +2,9 @@
  * auth: ed25519 keys and the AUTH signature.
  *
  * Key files are PEM, readable by OpenSSL's tools: the private key as
- * PKCS#8 ("PRIVATE KEY"), public keys as SubjectPublicKeyInfo ("PUBLIC
- * KEY"); a public key file may hold several keys, one after another.
- * Signatures are made and checked with libsodium.
+ * PKCS#8 ("PRIVATE KEY"), the public key as SubjectPublicKeyInfo ("PUBLIC
+ * KEY"); the relay reads its accepted keys with authkeys.c.  Signatures
+ * are made and checked with libsodium.
  *
  * The signed message binds the key to this TLS session, the role and the
  * group (see PROTOCOL.md):
@@ -22,16 +22,11 @@
 
 #define AUTH_EXPORTER_LEN 32
 #define AUTH_EXPORTER_LABEL "EXPORTER-tcp-reverse-proxy-auth"
-#define AUTH_KEYS_MAX 1024
+#define AUTH_KEYS_MAX 1024		/* keys in the relay's -a file */
 
 struct auth_key {
 	uint8_t pk[AUTH_PUBKEY_LEN];
 	uint8_t sk[64];		/* libsodium secret key: seed || pk */
-};
-
-struct auth_keyset {
-	uint8_t (*keys)[AUTH_PUBKEY_LEN];	/* owned */
-	size_t n;
 };
 
 /* Make a new key pair.  Returns 0 or -1. */
@@ -51,20 +46,6 @@ int auth_key_write_public(const struct auth_key *k, FILE *f);
 /* Wipe a key from memory. */
 void auth_key_wipe(struct auth_key *k);
 
-/*
- * Load every public key in path into set (which it owns until
- * auth_keyset_free).  Returns 0, or -1 (err) when the file cannot be read,
- * holds something that is not an ed25519 public key, or holds none.
- */
-int auth_keyset_load(const char *path, struct auth_keyset *set, char *err,
-    size_t errlen);
-
-/* Is pk in set?  Returns 1 or 0. */
-int auth_keyset_contains(const struct auth_keyset *set, const uint8_t *pk);
-
-/* Release set's keys.  NULL or an empty set is fine. */
-void auth_keyset_free(struct auth_keyset *set);
-
 /* Sign (role, group, exporter) with k into sig.  Returns 0 or -1. */
 int auth_sign(const struct auth_key *k, uint8_t role, uint32_t group,
     const uint8_t exporter[AUTH_EXPORTER_LEN], uint8_t sig[AUTH_SIG_LEN]);
@@ -73,11 +54,5 @@ int auth_sign(const struct auth_key *k, uint8_t role, uint32_t group,
 int auth_verify(const uint8_t pk[AUTH_PUBKEY_LEN], uint8_t role,
     uint32_t group, const uint8_t exporter[AUTH_EXPORTER_LEN],
     const uint8_t sig[AUTH_SIG_LEN]);
-
-/* Hex fingerprint of a public key (first 8 bytes of its SHA-256), for
- * log lines, NUL-terminated. */
-#define AUTH_FINGERPRINT_LEN 17
-void auth_fingerprint(const uint8_t pk[AUTH_PUBKEY_LEN],
-    char buf[AUTH_FINGERPRINT_LEN]);
 
 #endif

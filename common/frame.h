@@ -14,7 +14,7 @@
 
 struct evbuffer;
 
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3
 
 #define FRAME_HEADER_LEN 3
 #define FRAME_DATA_MAX 16384		/* largest DATA payload */
@@ -51,6 +51,12 @@ enum auth_code {
 	AUTH_UNKNOWN_KEY = 3,	/* public key not in the relay's list */
 	AUTH_BAD_SIGNATURE = 4,	/* signature does not verify */
 	AUTH_BUSY = 5,		/* reserved: relay at a limit (not sent yet) */
+	/* Version 3: the key is known and the signature good, but its line
+	 * in the relay's authorized keys does not allow this. */
+	AUTH_ROLE_DENIED = 6,	/* role= */
+	AUTH_GROUP_DENIED = 7,	/* groups= */
+	AUTH_SOURCE_DENIED = 8,	/* from= */
+	AUTH_KEY_FULL = 9,	/* max-channels= reached */
 };
 
 /* OPEN_RESULT codes. */

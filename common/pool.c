@@ -24,6 +24,9 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* After a refusal that will not change by itself (see chan_auth_result). */
+#define REFUSED_BACKOFF_MIN_MS 1000
+#define REFUSED_BACKOFF_MAX_MS 60000
 
 enum chan_state {
 	CHAN_DIALING,		/* TCP connect and TLS handshake */
@@ -54,6 +57,7 @@ struct pool {
 	struct event *reaper;		/* frees the dead, from the loop */
 	unsigned ndialing, nidle, nreturning, nback, in_use, waiting;
 	unsigned failures;		/* dials failed in a row */
+	int refused;			/* this failure: refused for good */
 	struct event *retry;		/* backoff timer */
 	int retry_pending;
 	int connected_once;
@@ -173,18 +177,33 @@ reaper_cb(evutil_socket_t fd, short what, void *arg)
 		chan_free(c);
 }
 
-unsigned long
-pool_backoff_ms(unsigned failures, uint32_t (*uniform)(uint32_t upper))
+/* From min_ms, doubling with each failure, up to max_ms, with jitter. */
+static unsigned long
+backoff(unsigned failures, unsigned long min_ms, unsigned long max_ms,
+    uint32_t (*uniform)(uint32_t upper))
 {
 	unsigned long ms;
 	unsigned shift;
 
-	shift = failures > 8 ? 8 : failures > 0 ? failures - 1 : 0;
-	ms = (unsigned long)BACKOFF_MIN_MS << shift;
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
+	shift = failures > 10 ? 10 : failures > 0 ? failures - 1 : 0;
+	ms = min_ms << shift;
+	if (ms > max_ms)
+		ms = max_ms;
 	/* Jitter: between 3/4 and 5/4 of the delay. */
 	return ms * 3 / 4 + uniform((uint32_t)(ms / 2 + 1));
+}
+
+unsigned long
+pool_backoff_ms(unsigned failures, uint32_t (*uniform)(uint32_t upper))
+{
+	return backoff(failures, BACKOFF_MIN_MS, BACKOFF_MAX_MS, uniform);
+}
+
+unsigned long
+pool_refused_backoff_ms(unsigned failures, uint32_t (*uniform)(uint32_t upper))
+{
+	return backoff(failures, REFUSED_BACKOFF_MIN_MS, REFUSED_BACKOFF_MAX_MS,
+	    uniform);
 }
 
 static void
@@ -217,7 +236,10 @@ dial_failed(struct pool_chan *c, const char *why)
 	}
 	chan_close(c);
 	p->failures++;
-	ms = pool_backoff_ms(p->failures, randombytes_uniform);
+	ms = p->refused ? pool_refused_backoff_ms(p->failures,
+	    randombytes_uniform) : pool_backoff_ms(p->failures,
+	    randombytes_uniform);
+	p->refused = 0;		/* said again by the next refusal */
 	if (!p->retry_pending) {
 		tv.tv_sec = (time_t)(ms / 1000);
 		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -363,6 +385,10 @@ chan_auth_result(struct pool_chan *c, struct evbuffer *in,
 	if (version != PROTOCOL_VERSION || code != AUTH_OK) {
 		snprintf(why, sizeof(why), "refused authentication: %s (relay "
 		    "protocol version %u)", auth_code_text(code), version);
+		/* Only the key's channel limit (and a busy relay) can change
+		 * by itself: back off long on anything else. */
+		c->pool->refused = version != PROTOCOL_VERSION ||
+		    (code != AUTH_KEY_FULL && code != AUTH_BUSY);
 		dial_failed(c, why);
 		return -1;
 	}

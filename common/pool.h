@@ -101,6 +101,14 @@ unsigned pool_target_size(unsigned min, unsigned max, unsigned in_use,
 unsigned long pool_backoff_ms(unsigned failures,
     uint32_t (*uniform)(uint32_t upper));
 
+/*
+ * The same after a refusal that will not change by itself (the relay does
+ * not accept this key, or not for this role, group or address): from 1 s
+ * doubling to at most 60 s, times the same jitter (at most 75000 ms).
+ */
+unsigned long pool_refused_backoff_ms(unsigned failures,
+    uint32_t (*uniform)(uint32_t upper));
+
 /* "host:port" of the relay, for log lines. */
 const char *pool_relay_name(const struct pool *p);
 

@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "gen-cert.h"
 #include "log.h"
+#include "sshkey.h"
 
 /* Order of the files in struct output: the private key first. */
 enum { FILE_PRIVATE, FILE_PUBLIC };
@@ -21,7 +22,7 @@ ed25519_run(const struct gen_options *o)
 {
 	struct output out;
 	struct auth_key k;
-	char fpr[AUTH_FINGERPRINT_LEN];
+	char fpr[SSHKEY_FINGERPRINT_LEN];
 	FILE *f;
 
 	output_init(&out, o->dir, o->force);
@@ -56,7 +57,7 @@ ed25519_run(const struct gen_options *o)
 		goto err1;
 
 	/* The same fingerprint the relay logs for a key it refuses. */
-	auth_fingerprint(k.pk, fpr);
+	sshkey_fingerprint(k.pk, fpr);
 	auth_key_wipe(&k);
 	printf("wrote %s (ed25519 private key, mode 0600)\n",
 	    output_path(&out, FILE_PRIVATE));

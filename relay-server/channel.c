@@ -2,7 +2,7 @@
  * channel: a relay channel's life, from accept to the reaper.
  *
  *   rchan_accept ── TLS handshake (R_HANDSHAKE) ── handshake_done ── AUTH
- *   (R_AUTH, auth_read) ── idle (R_IDLE, idle_read: PING, OPEN, RETIRE)
+ *   (R_AUTH, admit.c) ── idle (R_IDLE, rchan_idle_read: PING, OPEN, RETIRE)
  *   ── group.c pairs it ── forward.c relays ── group.c reuses it (idle
  *   again) or it closes (teardown.c: rchan_close ── R_DEAD ── the reaper)
  *
@@ -162,123 +162,8 @@ rchan_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Refuse AUTH: answer code, log why, close after the answer. */
-static void
-auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
-{
-	char why[FRAME_ERRLEN + 64];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	(void)wire_send_auth_result(c->bev, code);
-	rchan_close_flush(c, LOG_LEVEL_INFO, "%s: authentication failed: %s",
-	    c->peer, why);
-}
-
-/* AUTH, whole at the front of c's input.  Returns 0 when c is now
- * authenticated and idle, -1 when it was refused (and closes). */
-static int
-auth_check(struct rchan *c, const struct frame_header *h)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	uint8_t payload[FRAME_CONTROL_MAX];
-	uint8_t exporter[AUTH_EXPORTER_LEN];
-	char err[FRAME_ERRLEN];
-	struct auth_msg m;
-
-	if (h->type != FRAME_AUTH) {
-		auth_refuse(c, AUTH_MALFORMED, "%s instead of AUTH",
-		    frame_type_name(h->type));
-		return -1;
-	}
-	(void)evbuffer_drain(in, FRAME_HEADER_LEN);
-	if (evbuffer_remove(in, payload, h->length) != (int)h->length) {
-		auth_refuse(c, AUTH_MALFORMED, "AUTH truncated");
-		return -1;
-	}
-	if (auth_msg_decode(payload, h->length, &m, err, sizeof(err)) == -1) {
-		auth_refuse(c, m.version != PROTOCOL_VERSION ?
-		    AUTH_BAD_VERSION : AUTH_MALFORMED, "%s", err);
-		return -1;
-	}
-	auth_fingerprint(m.pubkey, c->key);
-	if (!auth_keyset_contains(&relay_cfg.keys, m.pubkey)) {
-		auth_refuse(c, AUTH_UNKNOWN_KEY, "%s (key %s)",
-		    auth_code_text(AUTH_UNKNOWN_KEY), c->key);
-		return -1;
-	}
-	if (tls_exporter(c->ssl, exporter) == -1 || auth_verify(m.pubkey,
-	    m.role, m.group, exporter, m.sig) != 0) {
-		auth_refuse(c, AUTH_BAD_SIGNATURE, "%s (key %s)",
-		    auth_code_text(AUTH_BAD_SIGNATURE), c->key);
-		return -1;
-	}
-	if ((c->group = group_ref(c->w, m.group)) == NULL) {
-		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: out of memory",
-		    c->peer);
-		return -1;
-	}
-	c->role = m.role;
-	c->gid = m.group;
-	if (rchan_idle_deadline(c) == -1) {
-		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: cannot arm the idle "
-		    "timer", c->peer);
-		return -1;
-	}
-	/* The answer stays queued until this callback is over, so the
-	 * channel cannot move to another worker meanwhile (see auth_read). */
-	if (wire_send_auth_result(c->bev, AUTH_OK) == -1) {
-		rchan_close(c, LOG_LEVEL_QUIET, "%s: out of memory", c->peer);
-		return -1;
-	}
-	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
-	    role_name(c->role), m.group, c->key);
-	rchan_set_state(c, R_IDLE);
-	return 0;
-}
-
-static void idle_read(struct rchan *c);
-
-/* R_AUTH: the first frame must be AUTH; the client may have pipelined
- * more behind it (idle frames, an OPEN). */
-static void
-auth_read(struct rchan *c)
-{
-	struct frame_header h;
-	char err[FRAME_ERRLEN];
-	int r;
-
-	r = frame_peek(bufferevent_get_input(c->bev), &h, err, sizeof(err));
-	if (r == 0) {
-		tls_kick(c->bev);
-		return;
-	}
-	if (r == -1) {
-		auth_refuse(c, AUTH_MALFORMED, "%s", err);
-		return;
-	}
-	if (auth_check(c, &h) == -1)
-		return;
-	if (c->role == ROLE_REVERSE) {
-		/* An OPEN may wait for it.  Pair only: offering it to another
-		 * worker is for its write callback, once AUTH_RESULT has left;
-		 * it stays on this worker while this callback looks at it. */
-		group_pair(c->group);
-		if (c->state != R_IDLE)
-			return;		/* paired (or closed): forwarded */
-	}
-	idle_read(c);
-}
-
-/* R_IDLE: PING, an entry-point's OPEN, RETIRE; anything else closes. */
-static void
-idle_read(struct rchan *c)
+void
+rchan_idle_read(struct rchan *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct frame_header h;
@@ -347,10 +232,10 @@ rchan_read_cb(struct bufferevent *bev, void *arg)
 	rchan_check(c);
 	switch (c->state) {
 	case R_AUTH:
-		auth_read(c);
+		rchan_auth_read(c);
 		break;
 	case R_IDLE:
-		idle_read(c);
+		rchan_idle_read(c);
 		break;
 	case R_PAIRED:
 		relay_forward(c, 0);
@@ -469,6 +354,8 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	LIST_INSERT_HEAD(&w->rchans, c, link);
 	netaddr_format(peer, c->peer);
 	c->born = mono_now();
+	memcpy(&c->addr, peer, peer->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	(void)netaddr_set_nodelay(fd);
 	if ((c->ssl = SSL_new(relay_cfg.ssl_ctx)) == NULL) {
 		log_warnx_ssl("%s: SSL_new", c->peer);

@@ -166,7 +166,7 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 		{ 'k', "server-key", OPT_STRING, &o->key, 0, 0, "FILE",
 		    "TLS private key (default cert/server.key)" },
 		{ 'a', "auth-public-key", OPT_STRING, &o->pub, 0, 0, "FILE",
-		    "accepted ed25519 public key(s) (default cert/auth.pub)" },
+		    "authorized keys: who may do what (default cert/auth.pub)" },
 		{ 0, "handshake-timeout", OPT_UINT, &o->handshake_timeout, 1,
 		    3600, "SECONDS", "time for TLS and AUTH (default 10)" },
 		{ 0, "open-timeout", OPT_UINT, &o->open_timeout, 1, 3600,
@@ -201,6 +201,7 @@ static int
 config_load(struct relay_config *cfg, const struct relay_options *o)
 {
 	char err[512];
+	size_t i;
 
 	memset(cfg, 0, sizeof(*cfg));
 	if ((cfg->ssl_ctx = tls_server_ctx_new(o->cert, o->key, err,
@@ -208,11 +209,20 @@ config_load(struct relay_config *cfg, const struct relay_options *o)
 		fprintf(stderr, "%s: %s\n", PROGNAME, err);
 		return -1;
 	}
-	if (auth_keyset_load(o->pub, &cfg->keys, err, sizeof(err)) == -1) {
+	if (authkeys_load(o->pub, &cfg->keys, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
 		SSL_CTX_free(cfg->ssl_ctx);
 		return -1;
 	}
+	if ((cfg->key_slots = calloc(cfg->keys.n, sizeof(*cfg->key_slots))) ==
+	    NULL) {
+		fprintf(stderr, "%s: out of memory\n", PROGNAME);
+		authkeys_free(&cfg->keys);
+		SSL_CTX_free(cfg->ssl_ctx);
+		return -1;
+	}
+	for (i = 0; i < cfg->keys.n; i++)
+		limit_init(&cfg->key_slots[i], cfg->keys.keys[i].max_channels);
 	cfg->handshake_timeout = (unsigned)o->handshake_timeout;
 	cfg->open_timeout = (unsigned)o->open_timeout;
 	cfg->idle_timeout = (unsigned)o->idle_timeout;
@@ -258,7 +268,8 @@ main(int argc, char **argv)
 	free(listeners);
 	relay_shutdown();
 	daemon_base_free(base);
-	auth_keyset_free(&cfg.keys);
+	free(cfg.key_slots);
+	authkeys_free(&cfg.keys);
 	SSL_CTX_free(cfg.ssl_ctx);
 	opts_free(&o);
 	return rc == 0 ? 0 : EXIT_RUNTIME;

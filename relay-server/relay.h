@@ -7,8 +7,9 @@
  *
  * The files, in the order a channel lives (README, "Reading the code", has the map):
  *   main.c     options, keys, listening sockets
- *   channel.c  a channel's life: accept, TLS handshake, AUTH, the idle
- *              frames, deadlines; its state machine
+ *   channel.c  a channel's life: accept, TLS handshake, the idle frames,
+ *              deadlines; its state machine
+ *   admit.c    AUTH against the authorized keys: who may do what
  *   teardown.c how every channel ends: rchan_close, and the reaper
  *   group.c    groups: idle reverse-proxy channels, the queue of OPENs,
  *              pairing, the clean end of a pair and reuse
@@ -41,6 +42,7 @@
 #include <event2/util.h>
 
 #include "auth.h"
+#include "authkeys.h"
 #include "limit.h"
 #include "log.h"
 #include "netaddr.h"
@@ -51,7 +53,8 @@ struct event_base;
 
 struct relay_config {
 	SSL_CTX *ssl_ctx;
-	struct auth_keyset keys;
+	struct authkeys keys;		/* -a: who may do what */
+	struct limit *key_slots;	/* keys.n: each key's max-channels= */
 	unsigned handshake_timeout;	/* seconds: TLS + AUTH */
 	unsigned open_timeout;		/* seconds an OPEN waits for a peer */
 	unsigned idle_timeout;		/* seconds an idle channel may be silent */
@@ -118,8 +121,10 @@ struct rchan {
 	size_t frame_left;		/* bytes of a frame still to pass */
 	time_t born;			/* monotonic seconds at accept */
 	unsigned long uses;		/* user connections carried */
-	char peer[NETADDR_STRLEN];
-	char key[AUTH_FINGERPRINT_LEN];	/* for logs */
+	struct sockaddr_storage addr;	/* the client's address */
+	char peer[NETADDR_STRLEN];	/* the same, for logs */
+	const struct authkey *key;	/* its line in -a, once authenticated */
+	struct limit *key_slot;		/* the key's max-channels= it holds */
 	TAILQ_ENTRY(rchan) qlink;	/* on c->list */
 	LIST_ENTRY(rchan) link;		/* every channel of its worker */
 };
@@ -200,6 +205,10 @@ void rchan_close(struct rchan *c, enum log_level level, const char *fmt, ...)
 void rchan_close_flush(struct rchan *c, enum log_level level,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* R_IDLE: read PING, an entry-point's OPEN, RETIRE; anything else
+ * closes. */
+void rchan_idle_read(struct rchan *c);
+
 /* (Re)arm an idle channel's deadline (--idle-timeout).  0 or -1. */
 int rchan_idle_deadline(struct rchan *c);
 
@@ -214,6 +223,12 @@ void rchan_reap(struct worker *w);
 
 const char *role_name(uint8_t role);
 time_t mono_now(void);
+
+/* --- admit.c: AUTH --- */
+
+/* R_AUTH: the first frame must be AUTH, checked against the authorized
+ * keys; the client may have pipelined more behind it (idle frames). */
+void rchan_auth_read(struct rchan *c);
 
 /* --- group.c: groups, the open queue, pairing, reuse --- */
 

@@ -47,6 +47,8 @@ rchan_free(struct rchan *c)
 	if (c->w != NULL)
 		LIST_REMOVE(c, link);
 	group_unref(c->group);
+	if (c->key_slot != NULL)
+		limit_give(c->key_slot);
 	relay_slot_give();
 	rchan_unhook(c);
 	if (c->ssl != NULL)

@@ -81,11 +81,12 @@ class ChanPeer:
     """One chanpeer process: a channel in role "entry" or "reverse" of group."""
 
     def __init__(self, relay_port, keys, role, group, after_auth=b"", hold=False,
-                 host="127.0.0.1", life=60, rcvbuf=None, sndbuf=None, hex_max=None):
+                 host="127.0.0.1", life=60, rcvbuf=None, sndbuf=None, hex_max=None,
+                 priv=None, bind=None):
         if not CHANPEER.exists():
             pytest.fail("%s is missing: build it with `make %s`" % (CHANPEER, CHANPEER))
         cmd = [str(CHANPEER), "-s", "%s:%d" % (host, relay_port), "-c", str(keys.cert),
-               "-a", str(keys.priv), "--role", role, "-g", str(group),
+               "-a", str(priv or keys.priv), "--role", role, "-g", str(group),
                "--timeout", str(int(life * SLOW))]
         if after_auth:
             cmd += ["--after-auth", after_auth.hex()]
@@ -97,6 +98,8 @@ class ChanPeer:
             cmd += ["--sndbuf", str(sndbuf)]
         if hex_max is not None:
             cmd += ["--hex-max", str(hex_max)]
+        if bind:
+            cmd += ["-b", bind]
         self.role = role
         self.events = []
         self.stderr = []

@@ -108,7 +108,7 @@ def tls_read_until_closed(tls, timeout):
     pytest.fail("the relay kept a bad TLS client for %.1f s (got %r)" % (timeout, data[:64]))
 
 
-PROTOCOL_VERSION = 2  # common/frame.h
+PROTOCOL_VERSION = 3  # common/frame.h
 
 
 def auth_frame(version=PROTOCOL_VERSION, role=1, group=0, key=None, signature=None):
@@ -124,6 +124,7 @@ BAD_FRAMES = [
     ("DATA instead of AUTH", b"\x07\x00\x05hello", True),
     ("AUTH of version 9", auth_frame(version=9), True),
     ("AUTH of version 1 (no channel reuse)", auth_frame(version=1), True),
+    ("AUTH of version 2 (no rights per key)", auth_frame(version=2), True),
     ("AUTH with an unknown key", auth_frame(), True),
     ("AUTH with a bad role", auth_frame(role=7), True),
     ("truncated AUTH, then silence", auth_frame()[:20], False),

@@ -7,7 +7,7 @@
  *
  *   chanpeer -s HOST:PORT -c CERT -a PRIVKEY --role entry|reverse -g GROUP
  *       [--after-auth HEX] [--timeout SECONDS] [--hold]
- *       [--rcvbuf BYTES] [--sndbuf BYTES] [--hex-max N]
+ *       [--rcvbuf BYTES] [--sndbuf BYTES] [--hex-max N] [-b ADDR]
  *
  *   -s HOST:PORT       the relay ("[v6]:port" for IPv6)
  *   -c CERT            the relay's certificate, the only one trusted; it must
@@ -26,6 +26,8 @@
  *                      connecting (0: the system's default)
  *   --hex-max N        print at most N payload bytes of a frame (default:
  *                      all); a cut payload ends in "..."
+ *   -b ADDR            connect from this local address (an IP literal of
+ *                      the relay's family, e.g. 127.0.0.2 on loopback)
  *
  * What it does: connects, prints "connected LOCAL" (its own address as
  * the relay logs it, "127.0.0.1:PORT"), completes TLS 1.3, sends AUTH
@@ -139,7 +141,7 @@ usage(void)
 	fprintf(stderr, "usage: " PROG " -s HOST:PORT -c CERT -a PRIVKEY "
 	    "--role entry|reverse -g GROUP [--after-auth HEX]\n"
 	    "       [--timeout SECONDS] [--hold] [--rcvbuf BYTES] "
-	    "[--sndbuf BYTES] [--hex-max N]\n");
+	    "[--sndbuf BYTES] [--hex-max N] [-b ADDR]\n");
 	exit(2);
 }
 
@@ -647,8 +649,27 @@ wait_fd(int wfd, short events)
 	}
 }
 
+/* Bind sock to the address bind_addr (port 0), or die. */
 static void
-tcp_connect(const char *host, uint16_t port, int rcvbuf, int sndbuf)
+bind_local(int sock, int family, const char *bind_addr)
+{
+	struct addrinfo hints, *res;
+	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+	if ((r = getaddrinfo(bind_addr, "0", &hints, &res)) != 0)
+		die("-b %s: %s", bind_addr, gai_strerror(r));
+	if (bind(sock, res->ai_addr, res->ai_addrlen) == -1)
+		die("-b %s: bind: %s", bind_addr, strerror(errno));
+	freeaddrinfo(res);
+}
+
+static void
+tcp_connect(const char *host, uint16_t port, int rcvbuf, int sndbuf,
+    const char *bind_addr)
 {
 	struct addrinfo hints, *res, *ai;
 	struct sockaddr_storage local;
@@ -666,6 +687,8 @@ tcp_connect(const char *host, uint16_t port, int rcvbuf, int sndbuf)
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
 			continue;
+		if (bind_addr != NULL)
+			bind_local(fd, ai->ai_family, bind_addr);
 		if ((rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF,
 		    &rcvbuf, sizeof(rcvbuf)) == -1) || (sndbuf > 0 &&
 		    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
@@ -802,19 +825,24 @@ main(int argc, char **argv)
 		{ "rcvbuf", required_argument, NULL, 'R' },
 		{ "sndbuf", required_argument, NULL, 'S' },
 		{ "hex-max", required_argument, NULL, 'x' },
+		{ "bind-address", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static uint8_t after[16384];
 	const char *server = NULL, *cert = NULL, *keypath = NULL;
+	const char *bind_addr = NULL;
 	char host[256], err[256];
 	unsigned long long v, group = 0, timeout = 30, rcvbuf = 0, sndbuf = 0;
 	long afterlen = 0;
 	uint16_t port;
 	int c, role = 0, do_hold = 0, have_group = 0;
 
-	while ((c = getopt_long(argc, argv, "s:c:a:g:", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "s:c:a:g:b:", longopts, NULL)) !=
 	    -1) {
 		switch (c) {
+		case 'b':
+			bind_addr = optarg;
+			break;
 		case 's':
 			server = optarg;
 			break;
@@ -880,7 +908,7 @@ main(int argc, char **argv)
 		die("setvbuf failed");
 	deadline = now() + (double)timeout;
 
-	tcp_connect(host, port, (int)rcvbuf, (int)sndbuf);
+	tcp_connect(host, port, (int)rcvbuf, (int)sndbuf, bind_addr);
 	if (do_hold)
 		hold();
 	tls_handshake(cert, host);

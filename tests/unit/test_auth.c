@@ -3,8 +3,9 @@
  * signature.
  *
  * Read top to bottom: keys, the signature and what it binds, private key
- * files, public key files (key sets), fingerprints.  Key files are written
- * to temporary files, removed after each test.
+ * files.  Key files are written to temporary files, removed after each
+ * test.  (The relay's accepted keys and fingerprints: test_authkeys.c and
+ * test_sshkey.c.)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -330,207 +331,6 @@ test_private_key_load_missing_file(void **state)
 
 /* --- public key files --- */
 
-static void
-test_keyset_loads_one_key(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-	struct auth_key k, other;
-	FILE *f;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&k), 0);
-	assert_int_equal(auth_key_generate(&other), 0);
-	f = temp_file(path);
-	assert_int_equal(auth_key_write_public(&k, f), 0);
-	close_with_mode(f, 0644);		/* public: any mode will do */
-	if (auth_keyset_load(path, &set, err, sizeof(err)) != 0)
-		fail_msg("load: %s", err);
-	assert_int_equal(set.n, 1);
-	assert_memory_equal(set.keys[0], k.pk, AUTH_PUBKEY_LEN);
-	assert_int_equal(auth_keyset_contains(&set, k.pk), 1);
-	assert_int_equal(auth_keyset_contains(&set, other.pk), 0);
-	auth_keyset_free(&set);
-}
-
-static void
-test_keyset_loads_two_concatenated_keys(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-	struct auth_key a, b, stranger;
-	FILE *f;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&a), 0);
-	assert_int_equal(auth_key_generate(&b), 0);
-	assert_int_equal(auth_key_generate(&stranger), 0);
-	f = temp_file(path);
-	assert_int_equal(auth_key_write_public(&a, f), 0);
-	fputs("\n", f);				/* blank line between */
-	assert_int_equal(auth_key_write_public(&b, f), 0);
-	close_with_mode(f, 0644);
-	if (auth_keyset_load(path, &set, err, sizeof(err)) != 0)
-		fail_msg("load: %s", err);
-	assert_int_equal(set.n, 2);
-	assert_int_equal(auth_keyset_contains(&set, a.pk), 1);
-	assert_int_equal(auth_keyset_contains(&set, b.pk), 1);
-	assert_int_equal(auth_keyset_contains(&set, stranger.pk), 0);
-	auth_keyset_free(&set);
-	assert_int_equal(set.n, 0);
-	assert_null(set.keys);
-}
-
-static void
-test_keyset_loads_many_keys(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_key keys[40];
-	struct auth_keyset set;
-	FILE *f;
-	size_t i;
-
-	(void)state;
-	f = temp_file(path);
-	for (i = 0; i < 40; i++) {
-		assert_int_equal(auth_key_generate(&keys[i]), 0);
-		assert_int_equal(auth_key_write_public(&keys[i], f), 0);
-	}
-	close_with_mode(f, 0644);
-	if (auth_keyset_load(path, &set, err, sizeof(err)) != 0)
-		fail_msg("load: %s", err);
-	assert_int_equal(set.n, 40);
-	for (i = 0; i < 40; i++)
-		assert_int_equal(auth_keyset_contains(&set, keys[i].pk), 1);
-	auth_keyset_free(&set);
-}
-
-static void
-test_keyset_refuses_empty_file(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-
-	(void)state;
-	write_text("", 0644, path);
-	assert_int_equal(auth_keyset_load(path, &set, err, sizeof(err)), -1);
-	assert_err_contains(err, path);
-	assert_err_contains(err, "no public key");
-	assert_int_equal(set.n, 0);
-	assert_null(set.keys);
-
-	write_text("\n  \n\t\n", 0644, path);	/* blank space only */
-	assert_int_equal(auth_keyset_load(path, &set, err, sizeof(err)), -1);
-	assert_err_contains(err, "no public key");
-}
-
-static void
-test_keyset_refuses_junk(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-
-	(void)state;
-	write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA user@host\n", 0644,
-	    path);
-	assert_int_equal(auth_keyset_load(path, &set, err, sizeof(err)), -1);
-	assert_err_contains(err, path);
-	assert_err_contains(err, "key 1 is not an ed25519 public key");
-	assert_int_equal(set.n, 0);
-	assert_null(set.keys);
-}
-
-static void
-test_keyset_refuses_junk_after_a_key(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-	struct auth_key k;
-	FILE *f;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&k), 0);
-	f = temp_file(path);
-	assert_int_equal(auth_key_write_public(&k, f), 0);
-	fputs("junk\n", f);
-	close_with_mode(f, 0644);
-	assert_int_equal(auth_keyset_load(path, &set, err, sizeof(err)), -1);
-	assert_err_contains(err, "key 2 is not an ed25519 public key");
-	assert_int_equal(set.n, 0);		/* nothing half-loaded */
-	assert_null(set.keys);
-}
-
-static void
-test_keyset_refuses_private_key(void **state)
-{
-	char path[sizeof(TEMP_TEMPLATE)], err[512] = "";
-	struct auth_keyset set;
-	struct auth_key k;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&k), 0);
-	write_private(&k, 0600, path);
-	assert_int_equal(auth_keyset_load(path, &set, err, sizeof(err)), -1);
-	assert_err_contains(err, "key 1 is not an ed25519 public key");
-}
-
-static void
-test_keyset_missing_file(void **state)
-{
-	char err[512] = "";
-	struct auth_keyset set;
-
-	(void)state;
-	assert_int_equal(auth_keyset_load("/nonexistent/trp/auth.pub", &set,
-	    err, sizeof(err)), -1);
-	assert_err_contains(err, "/nonexistent/trp/auth.pub");
-	auth_keyset_free(&set);
-	auth_keyset_free(NULL);
-}
-
-/* --- fingerprints --- */
-
-static void
-test_fingerprint_is_sha256_prefix_in_hex(void **state)
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t hash[32];
-	char fp[17], want[17];
-	unsigned int hashlen = sizeof(hash);
-	struct auth_key k;
-	size_t i;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&k), 0);
-	memset(fp, 'x', sizeof(fp));
-	auth_fingerprint(k.pk, fp);
-	assert_int_equal(strlen(fp), 16);
-	assert_int_equal(strspn(fp, hex), 16);
-
-	assert_int_equal(EVP_Digest(k.pk, AUTH_PUBKEY_LEN, hash, &hashlen,
-	    EVP_sha256(), NULL), 1);
-	for (i = 0; i < 8; i++) {
-		want[2 * i] = hex[hash[i] >> 4];
-		want[2 * i + 1] = hex[hash[i] & 0xf];
-	}
-	want[16] = '\0';
-	assert_string_equal(fp, want);
-}
-
-static void
-test_fingerprint_differs_between_keys(void **state)
-{
-	char fa[17], fb[17];
-	struct auth_key a, b;
-
-	(void)state;
-	assert_int_equal(auth_key_generate(&a), 0);
-	assert_int_equal(auth_key_generate(&b), 0);
-	auth_fingerprint(a.pk, fa);
-	auth_fingerprint(b.pk, fb);
-	assert_string_not_equal(fa, fb);
-}
-
 /* Every test runs with the temporary files removed after it. */
 #define TEST(f) cmocka_unit_test_teardown(f, remove_temp_files)
 
@@ -552,16 +352,6 @@ main(void)
 		TEST(test_private_key_load_refuses_not_a_key),
 		TEST(test_private_key_load_refuses_public_key),
 		TEST(test_private_key_load_missing_file),
-		TEST(test_keyset_loads_one_key),
-		TEST(test_keyset_loads_two_concatenated_keys),
-		TEST(test_keyset_loads_many_keys),
-		TEST(test_keyset_refuses_empty_file),
-		TEST(test_keyset_refuses_junk),
-		TEST(test_keyset_refuses_junk_after_a_key),
-		TEST(test_keyset_refuses_private_key),
-		TEST(test_keyset_missing_file),
-		TEST(test_fingerprint_is_sha256_prefix_in_hex),
-		TEST(test_fingerprint_differs_between_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -218,6 +218,34 @@ test_backoff_after_many_failures(void **state)
 		assert_backoff(many[i], 5000);
 }
 
+/* After a refusal that will not change by itself: from 1 s, doubling,
+ * up to 60 s (a client refused for good does not redial every 100 ms). */
+static void
+test_refused_backoff(void **state)
+{
+	static const unsigned long want[] = { 1000, 1000, 2000, 4000, 8000,
+	    16000, 32000, 60000, 60000 };
+	static const unsigned many[] = { 64, 1000, UINT_MAX };
+	unsigned long low, high;
+	unsigned f;
+	size_t i;
+
+	(void)state;
+	for (f = 0; f < sizeof(want) / sizeof(want[0]); f++) {
+		low = pool_refused_backoff_ms(f, uniform_low);
+		high = pool_refused_backoff_ms(f, uniform_high);
+		if (low != want[f] * 3 / 4 || high != want[f] * 5 / 4)
+			fail_msg("refusal %u: backoff %lu .. %lu ms, want "
+			    "%lu .. %lu", f, low, high, want[f] * 3 / 4,
+			    want[f] * 5 / 4);
+	}
+	for (i = 0; i < sizeof(many) / sizeof(many[0]); i++)
+		assert_int_equal(pool_refused_backoff_ms(many[i], uniform_high),
+		    75000);
+	/* The ordinary backoff is unchanged by it. */
+	assert_backoff(7, 5000);
+}
+
 /* With the real random source, as dial_failed calls it. */
 static void
 test_backoff_with_randombytes(void **state)
@@ -261,6 +289,7 @@ main(void)
 		cmocka_unit_test(test_backoff_capped_at_5_s),
 		cmocka_unit_test(test_backoff_after_many_failures),
 		cmocka_unit_test(test_backoff_with_randombytes),
+		cmocka_unit_test(test_refused_backoff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,190 @@
+/*
+ * admit: who gets in.  A channel's first frame is AUTH (PROTOCOL.md): the
+ * key must be one of the relay's authorized keys (-a, common/authkeys.c),
+ * the signature must cover this TLS session, and the key's line must
+ * allow the role, the group and the client's address it asks with, and
+ * have room under its max-channels=.  Anything else is answered with the
+ * reason's AUTH_RESULT code and one log line, and the channel closes.
+ *
+ * The signature is checked before the key's rights, so that nobody
+ * without the key learns what its line allows.
+ */
+#include "relay.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "frame.h"
+#include "tls.h"
+#include "wire.h"
+
+/* "SHA256:... (comment)" for log lines. */
+static void
+key_label(const struct authkey *k, char *buf, size_t len)
+{
+	if (k->comment[0] != '\0')
+		snprintf(buf, len, "%s (%s)", k->fingerprint, k->comment);
+	else
+		snprintf(buf, len, "%s", k->fingerprint);
+}
+
+/* Refuse AUTH: answer code, log why, close after the answer. */
+static void
+auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
+{
+	char why[FRAME_ERRLEN + 2 * SSHKEY_COMMENT_MAX + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	(void)wire_send_auth_result(c->bev, code);
+	rchan_close_flush(c, LOG_LEVEL_INFO, "%s: authentication %s: %s",
+	    c->peer, code >= AUTH_ROLE_DENIED ? "refused" : "failed", why);
+}
+
+/*
+ * Does k's line allow m from c's address, with room under its
+ * max-channels=?  Returns 0 (c holds one of the key's channels now), or
+ * -1 after refusing.
+ */
+static int
+auth_rights(struct rchan *c, const struct authkey *k, const struct auth_msg *m)
+{
+	static const uint8_t codes[] = {
+		[AUTHKEY_ROLE] = AUTH_ROLE_DENIED,
+		[AUTHKEY_GROUP] = AUTH_GROUP_DENIED,
+		[AUTHKEY_SOURCE] = AUTH_SOURCE_DENIED,
+	};
+	struct limit *slot = &relay_cfg.key_slots[k - relay_cfg.keys.keys];
+	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
+	char rules[256];
+	enum authkey_verdict v;
+
+	key_label(k, label, sizeof(label));
+	v = authkey_check(k, m->role, m->group, (struct sockaddr *)&c->addr);
+	if (v != AUTHKEY_OK) {
+		authkey_describe(k, rules, sizeof(rules));
+		auth_refuse(c, codes[v], "%s: key %s asked to be %s in group "
+		    "%u; line %u of its file allows %s", authkey_verdict_text(v),
+		    label, role_name(m->role), m->group, k->line, rules);
+		return -1;
+	}
+	if (k->max_channels > 0) {
+		if (limit_take(slot) == -1) {
+			auth_refuse(c, AUTH_KEY_FULL, "%s: key %s holds %u "
+			    "channels (max-channels=%u, line %u)",
+			    auth_code_text(AUTH_KEY_FULL), label,
+			    limit_used(slot), k->max_channels, k->line);
+			return -1;
+		}
+		c->key_slot = slot;	/* given back by rchan_free */
+	}
+	return 0;
+}
+
+/* AUTH, whole at the front of c's input.  Returns 0 when c is now
+ * authenticated and idle, -1 when it was refused (and closes). */
+static int
+auth_check(struct rchan *c, const struct frame_header *h)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint8_t payload[FRAME_CONTROL_MAX];
+	uint8_t exporter[AUTH_EXPORTER_LEN];
+	char fpr[SSHKEY_FINGERPRINT_LEN];
+	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
+	char err[FRAME_ERRLEN];
+	const struct authkey *k;
+	struct auth_msg m;
+
+	if (h->type != FRAME_AUTH) {
+		auth_refuse(c, AUTH_MALFORMED, "%s instead of AUTH",
+		    frame_type_name(h->type));
+		return -1;
+	}
+	(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+	if (evbuffer_remove(in, payload, h->length) != (int)h->length) {
+		auth_refuse(c, AUTH_MALFORMED, "AUTH truncated");
+		return -1;
+	}
+	if (auth_msg_decode(payload, h->length, &m, err, sizeof(err)) == -1) {
+		auth_refuse(c, m.version != PROTOCOL_VERSION ?
+		    AUTH_BAD_VERSION : AUTH_MALFORMED, "%s", err);
+		return -1;
+	}
+	if ((k = authkeys_find(&relay_cfg.keys, m.pubkey)) == NULL) {
+		sshkey_fingerprint(m.pubkey, fpr);
+		auth_refuse(c, AUTH_UNKNOWN_KEY, "%s (key %s)",
+		    auth_code_text(AUTH_UNKNOWN_KEY), fpr);
+		return -1;
+	}
+	key_label(k, label, sizeof(label));
+	if (tls_exporter(c->ssl, exporter) == -1 || auth_verify(m.pubkey,
+	    m.role, m.group, exporter, m.sig) != 0) {
+		auth_refuse(c, AUTH_BAD_SIGNATURE, "%s (key %s)",
+		    auth_code_text(AUTH_BAD_SIGNATURE), label);
+		return -1;
+	}
+	if (auth_rights(c, k, &m) == -1)
+		return -1;
+	c->key = k;
+	if ((c->group = group_ref(c->w, m.group)) == NULL) {
+		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: out of memory",
+		    c->peer);
+		return -1;
+	}
+	c->role = m.role;
+	c->gid = m.group;
+	if (rchan_idle_deadline(c) == -1) {
+		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: cannot arm the idle "
+		    "timer", c->peer);
+		return -1;
+	}
+	/* The answer stays queued until this callback is over, so the
+	 * channel cannot move to another worker meanwhile (see
+	 * rchan_auth_read). */
+	if (wire_send_auth_result(c->bev, AUTH_OK) == -1) {
+		rchan_close(c, LOG_LEVEL_QUIET, "%s: out of memory", c->peer);
+		return -1;
+	}
+	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
+	    role_name(c->role), m.group, label);
+	rchan_set_state(c, R_IDLE);
+	return 0;
+}
+
+void
+rchan_auth_read(struct rchan *c)
+{
+	struct frame_header h;
+	char err[FRAME_ERRLEN];
+	int r;
+
+	r = frame_peek(bufferevent_get_input(c->bev), &h, err, sizeof(err));
+	if (r == 0) {
+		tls_kick(c->bev);
+		return;
+	}
+	if (r == -1) {
+		auth_refuse(c, AUTH_MALFORMED, "%s", err);
+		return;
+	}
+	if (auth_check(c, &h) == -1)
+		return;
+	if (c->role == ROLE_REVERSE) {
+		/* An OPEN may wait for it.  Pair only: offering it to another
+		 * worker is for its write callback, once AUTH_RESULT has left;
+		 * it stays on this worker while this callback looks at it. */
+		group_pair(c->group);
+		if (c->state != R_IDLE)
+			return;		/* paired (or closed): forwarded */
+	}
+	rchan_idle_read(c);
+}
