@@ -229,6 +229,9 @@ print_help(const struct opt_spec *specs, size_t nspecs, const char *usage)
 }
 
 #define OPTS_MAX 64		/* option specs a program may have */
+/* getopt_long's answer for --config: past every spec's (256 + index), so
+ * that a program may use -C for an option of its own. */
+#define OPT_CONFIG (256 + OPTS_MAX)
 
 /* getopt_long's tables for specs, plus --config, --help, --version. */
 static void
@@ -251,7 +254,7 @@ getopt_tables(const struct opt_spec *specs, size_t nspecs,
 		}
 	}
 	longopts[nspecs] = (struct option){ "config", required_argument, NULL,
-	    'C' };
+	    OPT_CONFIG };
 	longopts[nspecs + 1] = (struct option){ "help", no_argument, NULL,
 	    'h' };
 	longopts[nspecs + 2] = (struct option){ "version", no_argument, NULL,
@@ -287,7 +290,7 @@ spec_of(int c, const struct opt_spec *specs, size_t nspecs)
 {
 	size_t i;
 
-	if (c >= 256)
+	if (c >= 256 && c < 256 + (int)nspecs)
 		return &specs[c - 256];
 	for (i = 0; i < nspecs; i++)
 		if (specs[i].short_name == c)
@@ -330,7 +333,7 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 		case 'V':
 			printf("%s %s\n", progname, TRP_VERSION);
 			return 1;
-		case 'C':
+		case OPT_CONFIG:
 			config = optarg;
 			continue;
 		case ':':

@@ -7,7 +7,8 @@
  *   main.c     the subcommand and its options
  *   output.c   the files a run writes into DIR: all of them or none
  *   x509.c     DIR/server.crt and DIR/server.key, the relay's TLS identity
- *   ed25519.c  DIR/auth and DIR/auth.pub, the authentication key pair
+ *   ed25519.c  DIR/auth and DIR/auth.pub, the authentication key pair,
+ *              and the public line of an existing key (pubkey)
  */
 #ifndef GEN_CERT_H
 #define GEN_CERT_H
@@ -29,6 +30,8 @@ struct gen_options {
 	const char *ip;		/* comma-separated addresses, or NULL */
 	unsigned long days;
 	int force;
+	const char *comment;	/* ed25519, pubkey: -C, or NULL: user@host */
+	const char *key;	/* pubkey: -a, the private key file */
 };
 
 /* output.c */
@@ -97,9 +100,18 @@ int x509_run(const struct gen_options *o);
 /* ed25519.c */
 
 /*
- * Write a new ed25519 key pair as DIR/auth and DIR/auth.pub.  Returns the
- * exit status: 0 or EXIT_RUNTIME (logged).
+ * Write a new ed25519 key pair as DIR/auth (PKCS#8 PEM, 0600) and
+ * DIR/auth.pub (one OpenSSH line, "ssh-ed25519 BASE64 COMMENT", which the
+ * relay's authorized keys and ssh-keygen read).  Returns the exit status:
+ * 0, EXIT_USAGE for a bad -C, or EXIT_RUNTIME (logged).
  */
 int ed25519_run(const struct gen_options *o);
+
+/*
+ * Print the OpenSSH public line of the private key file o->key (for the
+ * relay's authorized keys).  Returns the exit status: 0, EXIT_USAGE when
+ * the file cannot be used or -C is bad (one line naming it).
+ */
+int pubkey_run(const struct gen_options *o);
 
 #endif

@@ -5,8 +5,12 @@ modes of the files, no overwrite without --force, bad values as usage
 errors, then the ed25519 pair.  Every test writes into its own tmp_path.
 """
 
+import base64
 import ipaddress
 import os
+import pwd
+import re
+import socket
 import stat
 import subprocess
 
@@ -47,6 +51,14 @@ def sans(cert):
         else:
             pytest.fail(f"unexpected subjectAltName entry {entry!r}")
     return result
+
+
+def ssh_keygen_fingerprint(pub):
+    """The SHA256 fingerprint that OpenSSH's ssh-keygen -l prints for the key file pub."""
+    p = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, "ssh-keygen -l: %s" % p.stderr
+    return p.stdout.split()[1]
 
 
 def mode(path):
@@ -177,19 +189,56 @@ def test_x509_bad_dns_name_is_a_usage_error_naming_it(tmp_path, value):
 # ed25519
 
 
-def test_ed25519_pair_is_readable_by_openssl_and_matches(tmp_path):
+def test_ed25519_pair_is_readable_by_openssl_and_ssh_keygen(tmp_path):
     out = tmp_path / "cert"
-    p = gen_cert("ed25519", "-o", str(out))
+    p = gen_cert("ed25519", "-o", str(out), "-C", "alice@laptop")
     assert p.returncode == 0, p.stderr
     auth, pub = out / "auth", out / "auth.pub"
     assert f"wrote {auth} (ed25519 private key, mode 0600)" in p.stdout
 
     assert "ED25519 Private-Key" in openssl("pkey", "-in", str(auth),
                                             "-noout", "-text")
-    assert openssl("pkey", "-in", str(auth), "-pubout") == pub.read_text()
-    assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----\n")
+    # auth.pub is one OpenSSH line; ssh-keygen reads it, and its fingerprint is the one
+    # gen-cert printed (and the relay logs).
+    line = pub.read_text()
+    assert re.fullmatch(r"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5[A-Za-z0-9+/]{48} alice@laptop\n",
+                        line), line
+    fpr = ssh_keygen_fingerprint(pub)
+    assert f"wrote {pub} (ed25519 public key, fingerprint {fpr})" in p.stdout
+    # The key in it is the private key's own (OpenSSL's public key, DER, ends with it).
+    der = base64.b64decode("".join(openssl("pkey", "-in", str(auth), "-pubout")
+                                   .splitlines()[1:-1]))
+    assert base64.b64decode(line.split()[1])[-32:] == der[-32:]
     assert mode(auth) == 0o600
     assert mode(pub) & 0o022 == 0
+
+
+def test_ed25519_comment_defaults_to_user_at_host(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out)).returncode == 0
+    comment = (out / "auth.pub").read_text().split(" ", 2)[2].strip()
+    assert comment == "%s@%s" % (pwd.getpwuid(os.geteuid()).pw_name, socket.gethostname())
+
+
+def test_pubkey_prints_the_line_of_a_private_key(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out), "-C", "c1").returncode == 0
+    p = gen_cert("pubkey", "-a", str(out / "auth"), "-C", "c1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == (out / "auth.pub").read_text()
+    # Its default key is cert/auth (from the working directory).
+    p = gen_cert("pubkey", "--comment", "c2", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[:2] == (out / "auth.pub").read_text().split()[:2]
+    assert p.stdout.split()[2] == "c2"
+    # A file that is not a private key, or one others may read: one line, exit 2.
+    p = gen_cert("pubkey", "-a", str(out / "auth.pub"))
+    assert p.returncode == 2
+    one_line(p.stderr)
+    (out / "auth").chmod(0o644)
+    p = gen_cert("pubkey", "-a", str(out / "auth"))
+    assert p.returncode == 2
+    assert str(out / "auth") in one_line(p.stderr)
 
 
 def test_ed25519_refuses_to_overwrite_without_force(tmp_path):
@@ -206,8 +255,8 @@ def test_ed25519_refuses_to_overwrite_without_force(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (out / "auth").read_bytes() != old
     assert mode(out / "auth") == 0o600
-    assert openssl("pkey", "-in", str(out / "auth"), "-pubout") == \
-        (out / "auth.pub").read_text()
+    assert gen_cert("pubkey", "-a", str(out / "auth"), "-C", "x").stdout.split()[1] == \
+        (out / "auth.pub").read_text().split()[1]
 
 
 # The command line
@@ -224,7 +273,7 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, args):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["x509", "--help"],
-                                  ["ed25519", "-h"]])
+                                  ["ed25519", "-h"], ["pubkey", "--help"]])
 def test_help_exits_0(args):
     p = gen_cert(*args)
     assert p.returncode == 0

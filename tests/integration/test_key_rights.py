@@ -1,8 +1,9 @@
 """Who may do what: the relay's -a file is an authorized-keys file, and each key's line limits
 its role, its groups, the addresses it may come from and how many channels it may hold.
 
-The file mixes the session's key as PEM (no restriction, as every auth.pub written so far)
-with OpenSSH-style lines for keys made here:
+The file mixes the session's key as gen-cert wrote it (no options: no restriction), a key in
+the PEM form that earlier gen-certs wrote (also no restriction), and lines with options for
+keys made here:
 
     role="entry-point" ssh-ed25519 AAAA... alice
     groups="1,5-7" ssh-ed25519 AAAA... bob
@@ -16,10 +17,8 @@ asked and the line's rules.  Then a real reverse-proxy with alice's key (entry-p
 refused and backs off (from 1 s, not every 100 ms), while a tunnel beside it carries traffic.
 """
 
-import base64
 import re
 import shutil
-import struct
 import subprocess
 import time
 
@@ -32,20 +31,31 @@ AUTH_OK, AUTH_ROLE, AUTH_GROUP, AUTH_SOURCE, AUTH_FULL = 0, 6, 7, 8, 9
 
 
 def ssh_line(keys, options, comment):
-    """An authorized-keys line for the public key of keys (read from its PEM auth.pub: an
-    ed25519 SubjectPublicKeyInfo is 44 bytes, the key its last 32)."""
-    pem = keys.pub.read_text().splitlines()
-    der = base64.b64decode("".join(l for l in pem if not l.startswith("-----")))
-    assert len(der) == 44, "not an ed25519 public key: %r" % keys.pub
-    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + der[-32:]
-    return "%s ssh-ed25519 %s %s" % (options, base64.b64encode(blob).decode(), comment)
+    """An authorized-keys line with options for the public key of keys (its auth.pub is
+    one OpenSSH line, as gen-cert writes it)."""
+    kind, blob = keys.pub.read_text().split()[:2]
+    assert kind == "ssh-ed25519", keys.pub
+    return "%s %s %s %s" % (options, kind, blob, comment)
+
+
+def pem_keys(directory):
+    """A key pair as OpenSSL makes it: auth (PKCS#8) and auth.pub in PEM, the form that
+    gen-cert wrote before it wrote OpenSSH lines."""
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out",
+                    str(directory / "auth")], check=True, capture_output=True, timeout=30)
+    (directory / "auth").chmod(0o600)
+    subprocess.run(["openssl", "pkey", "-in", str(directory / "auth"), "-pubout", "-out",
+                    str(directory / "auth.pub")], check=True, capture_output=True, timeout=30)
+    return Keys(directory)
 
 
 @pytest.fixture(scope="module")
 def people(tmp_path_factory):
-    """Four more key pairs: alice, bob, carol, dave."""
-    return {name: make_keys(tmp_path_factory.mktemp(name), x509=False)
+    """Five more key pairs: alice, bob, carol, dave (gen-cert), erin (PEM)."""
+    made = {name: make_keys(tmp_path_factory.mktemp(name), x509=False)
             for name in ("alice", "bob", "carol", "dave")}
+    made["erin"] = pem_keys(tmp_path_factory.mktemp("erin"))
+    return made
 
 
 @pytest.fixture
@@ -63,7 +73,8 @@ def rights(tmp_path, keys, people):
              ssh_line(people["bob"], 'groups="1,5-7"', "bob"),
              "",
              ssh_line(people["carol"], 'from="127.0.0.2"', "carol"),
-             ssh_line(people["dave"], 'max-channels="3"', "dave")]
+             ssh_line(people["dave"], 'max-channels="3"', "dave"),
+             people["erin"].pub.read_text().rstrip("\n")]
     (d / "auth.pub").write_text("\n".join(lines) + "\n")
     return Keys(d)
 
@@ -176,9 +187,20 @@ def test_refused_reverse_proxy_backs_off_and_others_carry_on(tunnel, echo_server
         assert t.probe(), "the good tunnel stopped carrying traffic"
 
 
+def test_keys_without_options_may_do_anything(relay, rights, people):
+    """The session's key (an OpenSSH line from gen-cert) and erin's (PEM, as earlier
+    gen-certs wrote): either role, any group, from anywhere."""
+    for who in (None, people["erin"]):
+        for role, group, bind in (("entry", 0, None), ("reverse", 9, "127.0.0.5"),
+                                  ("entry", 4294967295, "127.0.0.6")):
+            p = dial(relay, rights, who, role, group, bind=bind)
+            assert p.wait_auth() == AUTH_OK, (who, role, group, describe(p.events))
+
+
 def test_malformed_line_stops_the_relay_with_file_and_line(rights, people):
     text = rights.pub.read_text().splitlines()
-    text[4] = 'role="entry-pointe" ' + text[4].split(" ", 1)[1]   # alice's line, mistyped
+    i = next(n for n, l in enumerate(text) if l.endswith(" alice"))
+    text[i] = 'role="entry-pointe" ' + text[i].split(" ", 1)[1]   # alice's line, mistyped
     rights.pub.write_text("\n".join(text) + "\n")
     p = subprocess.run([bin_path("relay-server"), "-p", str(free_port("127.0.0.1")), "--host",
                         "127.0.0.1", "-c", rights.cert, "-k", rights.key, "-a", rights.pub],
@@ -186,5 +208,6 @@ def test_malformed_line_stops_the_relay_with_file_and_line(rights, people):
     assert p.returncode == 2, p
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("relay-server: --auth-public-key: %s:5: " % rights.pub), lines
+    assert lines[0].startswith("relay-server: --auth-public-key: %s:%d: " % (
+        rights.pub, i + 1)), lines
     assert "entry-pointe" in lines[0]

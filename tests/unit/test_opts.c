@@ -486,6 +486,23 @@ test_config_file_error_names_file_and_line(void **state)
 	assert_err_contains(err, want);
 }
 
+/* A program's own -C (gen-cert's --comment) is its option, not --config. */
+static void
+test_short_c_is_the_programs_own(void **state)
+{
+	const char *comment = NULL;
+	const struct opt_spec own[] = {
+		{ 'C', "comment", OPT_STRING, &comment, 0, 0, "TEXT", "a comment" },
+	};
+	char *argv[] = { "prog", "-C", "hello", NULL };
+
+	(void)state;
+	assert_int_equal(opts_parse(&o, own, 1, 3, argv, 1, "prog", USAGE, err,
+	    sizeof(err)), 0);
+	assert_non_null(comment);
+	assert_string_equal(comment, "hello");
+}
+
 static void
 test_config_file_missing(void **state)
 {
@@ -557,6 +574,7 @@ main(void)
 		TEST(test_config_file),
 		TEST(test_config_file_command_line_wins),
 		TEST(test_config_file_error_names_file_and_line),
+		TEST(test_short_c_is_the_programs_own),
 		TEST(test_config_file_missing),
 		TEST(test_config_file_not_text),
 		TEST(test_free_twice_and_null),
