@@ -49,12 +49,18 @@ public_line(const struct gen_options *o, const struct auth_key *k, char *buf,
 	char comment[SSHKEY_COMMENT_MAX + 2];
 
 	line_comment(o, comment, sizeof(comment));
-	if (sshkey_format(k->pk, comment, buf, len) == -1) {
-		log_warnx("-C: '%s': a comment is at most %d printable bytes",
-		    comment, SSHKEY_COMMENT_MAX);
+	if (sshkey_format(k->pk, comment, buf, len) == 0)
+		return 0;
+	if (o->comment != NULL) {
+		log_warnx("-C: a comment is at most %d printable bytes",
+		    SSHKEY_COMMENT_MAX);
 		return -1;
 	}
-	return 0;
+	/* user@host itself cannot be a comment (a control byte in the host
+	 * name, say): say so, and write the line without one. */
+	log_warnx("the default comment (user@host) cannot be used; the line "
+	    "has none (give -C to set one)");
+	return sshkey_format(k->pk, NULL, buf, len);
 }
 
 int

@@ -50,6 +50,24 @@ auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
 	    c->peer, code >= AUTH_ROLE_DENIED ? "refused" : "failed", why);
 }
 
+/* The AUTH_RESULT code of a refusal (a switch, so that a new verdict
+ * without a code is a compiler warning, never an OK sent by mistake). */
+static uint8_t
+verdict_code(enum authkey_verdict v)
+{
+	switch (v) {
+	case AUTHKEY_ROLE:
+		return AUTH_ROLE_DENIED;
+	case AUTHKEY_GROUP:
+		return AUTH_GROUP_DENIED;
+	case AUTHKEY_SOURCE:
+		return AUTH_SOURCE_DENIED;
+	case AUTHKEY_OK:
+		break;
+	}
+	return AUTH_MALFORMED;	/* not reached: the caller refuses only */
+}
+
 /*
  * Does k's line allow m from c's address, with room under its
  * max-channels=?  Returns 0 (c holds one of the key's channels now), or
@@ -58,11 +76,6 @@ auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
 static int
 auth_rights(struct rchan *c, const struct authkey *k, const struct auth_msg *m)
 {
-	static const uint8_t codes[] = {
-		[AUTHKEY_ROLE] = AUTH_ROLE_DENIED,
-		[AUTHKEY_GROUP] = AUTH_GROUP_DENIED,
-		[AUTHKEY_SOURCE] = AUTH_SOURCE_DENIED,
-	};
 	struct limit *slot = &relay_cfg.key_slots[k - relay_cfg.keys.keys];
 	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
 	char rules[256];
@@ -72,7 +85,7 @@ auth_rights(struct rchan *c, const struct authkey *k, const struct auth_msg *m)
 	v = authkey_check(k, m->role, m->group, (struct sockaddr *)&c->addr);
 	if (v != AUTHKEY_OK) {
 		authkey_describe(k, rules, sizeof(rules));
-		auth_refuse(c, codes[v], "%s: key %s asked to be %s in group "
+		auth_refuse(c, verdict_code(v), "%s: key %s asked to be %s in group "
 		    "%u; line %u of its file allows %s", authkey_verdict_text(v),
 		    label, role_name(m->role), m->group, k->line, rules);
 		return -1;

@@ -220,6 +220,15 @@ def test_ed25519_comment_defaults_to_user_at_host(tmp_path):
     assert comment == "%s@%s" % (pwd.getpwuid(os.geteuid()).pw_name, socket.gethostname())
 
 
+def test_ed25519_refuses_a_bad_comment_and_writes_nothing(tmp_path):
+    out = tmp_path / "cert"
+    for bad in ("x" * 256, "tab\tis fine but not \x01"):
+        p = gen_cert("ed25519", "-o", str(out), "-C", bad)
+        assert p.returncode == 2, p
+        assert "-C: a comment is at most 255 printable bytes" in one_line(p.stderr)
+        assert not (out / "auth").exists() and not (out / "auth.pub").exists()
+
+
 def test_pubkey_prints_the_line_of_a_private_key(tmp_path):
     out = tmp_path / "cert"
     assert gen_cert("ed25519", "-o", str(out), "-C", "c1").returncode == 0
