@@ -433,3 +433,12 @@ authkeys_free(struct authkeys *set)
 	set->keys = NULL;
 	set->n = 0;
 }
+
+void
+authkey_label(const struct authkey *k, char *buf, size_t len)
+{
+	if (k->comment[0] != '\0')
+		snprintf(buf, len, "%s (%s)", k->fingerprint, k->comment);
+	else
+		snprintf(buf, len, "%s", k->fingerprint);
+}

@@ -136,4 +136,8 @@ void authkey_describe(const struct authkey *k, char *buf, size_t len);
 /* Release set's keys.  NULL or an empty set is fine. */
 void authkeys_free(struct authkeys *set);
 
+/* "SHA256:... (comment)", or the fingerprint alone for a key without a
+ * comment, for log lines. */
+void authkey_label(const struct authkey *k, char *buf, size_t len);
+
 #endif

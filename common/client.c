@@ -1,5 +1,6 @@
 #include "client.h"
 
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "pool.h"
+#include "sshkey.h"
 #include "tls.h"
 
 void
@@ -25,6 +27,9 @@ client_option_specs(struct client_options *o,
 		    "(default cert/server.crt)" },
 		{ 'a', "auth-private-key", OPT_STRING, &o->auth_key, 0, 0,
 		    "FILE", "ed25519 private key (default cert/auth)" },
+		{ 'b', "bind-address", OPT_STRING, &o->bind_address, 0, 0,
+		    "ADDRESS", "local address of the channels to the relay "
+		    "(an IP address; default: the kernel chooses)" },
 		{ 'g', "group-id", OPT_UINT, &o->group, 0, 4294967295UL,
 		    "N", "only channels of the same group are paired "
 		    "(default 0)" },
@@ -48,6 +53,43 @@ client_option_specs(struct client_options *o,
 	memcpy(specs, s, sizeof(s));
 }
 
+/*
+ * -b ADDRESS: an IPv4 or IPv6 address (brackets allowed around IPv6), no
+ * port, no name (a name could resolve to an address of another host).
+ */
+static int
+bind_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+    char *err, size_t errlen)
+{
+	struct addrinfo hints, *res;
+	char host[NETADDR_STRLEN];
+	size_t n = strlen(text);
+	int r;
+
+	if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+		text++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(host)) {
+		snprintf(err, errlen, "'%s': not an IP address", text);
+		return -1;
+	}
+	memcpy(host, text, n);
+	host[n] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((r = getaddrinfo(host, "0", &hints, &res)) != 0) {
+		snprintf(err, errlen, "'%s': not an IP address (%s)", host,
+		    gai_strerror(r));
+		return -1;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
 void
 client_init(struct client *cl, const struct client_options *o,
     const char *progname, struct event_base *base)
@@ -56,6 +98,9 @@ client_init(struct client *cl, const struct client_options *o,
 
 	memset(cl, 0, sizeof(*cl));
 	cl->base = base;
+	cl->group = o->group;
+	cl->pool_min = o->pool_min;
+	cl->pool_max = o->pool_max;
 	if (o->pool_min > o->pool_max) {
 		fprintf(stderr, "%s: --pool-min %lu is larger than --pool-max "
 		    "%lu\n", progname, o->pool_min, o->pool_max);
@@ -64,6 +109,11 @@ client_init(struct client *cl, const struct client_options *o,
 	if (netaddr_parse_hostport(o->server_address, cl->relay_host,
 	    sizeof(cl->relay_host), &cl->relay_port, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: --server-address: %s\n", progname, err);
+		exit(EXIT_USAGE);
+	}
+	if (o->bind_address != NULL && bind_parse(o->bind_address,
+	    &cl->bind_addr, &cl->bind_len, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: --bind-address: %s\n", progname, err);
 		exit(EXIT_USAGE);
 	}
 	if ((cl->ssl_ctx = tls_client_ctx_new(o->server_cert, err,
@@ -96,12 +146,82 @@ client_start_pool(struct client *cl, const struct client_options *o,
 	pc->ssl_ctx = cl->ssl_ctx;
 	pc->relay_host = cl->relay_host;
 	pc->relay_port = cl->relay_port;
+	if (cl->bind_len > 0) {
+		pc->bind_addr = (const struct sockaddr *)&cl->bind_addr;
+		pc->bind_len = cl->bind_len;
+	}
 	pc->key = &cl->key;
 	pc->group = (uint32_t)o->group;
 	pc->min = (unsigned)o->pool_min;
 	pc->max = (unsigned)o->pool_max;
 	if ((cl->pool = pool_new(pc)) == NULL)
 		fatalx("cannot start the channel pool");
+}
+
+/* Warn about each option of o that differs from what runs: they need a
+ * restart. */
+static void
+warn_fixed_options(const struct client *cl, const struct client_options *o)
+{
+	struct sockaddr_storage ss;
+	char host[256], err[256];
+	socklen_t len = 0;
+	uint16_t port;
+
+	if (netaddr_parse_hostport(o->server_address, host, sizeof(host),
+	    &port, err, sizeof(err)) == -1 || strcmp(host, cl->relay_host) !=
+	    0 || port != cl->relay_port)
+		log_warnx("reload: --server-address changed: it takes effect "
+		    "at the next start");
+	if ((o->bind_address != NULL && bind_parse(o->bind_address, &ss,
+	    &len, err, sizeof(err)) == -1) || len != cl->bind_len ||
+	    (len > 0 && memcmp(&ss, &cl->bind_addr, len) != 0))
+		log_warnx("reload: --bind-address changed: it takes effect at "
+		    "the next start");
+	if (o->group != cl->group)
+		log_warnx("reload: --group-id changed: it takes effect at the "
+		    "next start");
+	if (o->pool_min != cl->pool_min || o->pool_max != cl->pool_max)
+		log_warnx("reload: --pool-min/--pool-max changed: they take "
+		    "effect at the next start");
+}
+
+int
+client_reload(struct client *cl, const struct client_options *o,
+    char *what, size_t whatlen, char *err, size_t errlen)
+{
+	char fp[SSHKEY_FINGERPRINT_LEN], msg[512];
+	struct auth_key key;
+	SSL_CTX *ctx;
+	int changed;
+
+	if ((ctx = tls_client_ctx_new(o->server_cert, msg, sizeof(msg))) ==
+	    NULL) {
+		snprintf(err, errlen, "--server-cert: %s", msg);
+		return -1;
+	}
+	if (auth_key_load(o->auth_key, &key, msg, sizeof(msg)) == -1) {
+		snprintf(err, errlen, "--auth-private-key: %s", msg);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	warn_fixed_options(cl, o);
+	changed = memcmp(key.pk, cl->key.pk, sizeof(key.pk)) != 0;
+	/* The pool signs with *pool_config.key when a dial completes: the
+	 * key changes in place, between two callbacks. */
+	cl->key = key;
+	auth_key_wipe(&key);
+	/* A new context holds no session ticket of the old one: the next
+	 * dial makes a full handshake, checked against the new pin.
+	 * Channels being dialled keep the old context (each SSL holds a
+	 * reference to it). */
+	pool_set_ssl_ctx(cl->pool, ctx);
+	SSL_CTX_free(cl->ssl_ctx);
+	cl->ssl_ctx = ctx;
+	sshkey_fingerprint(cl->key.pk, fp);
+	snprintf(what, whatlen, "key %s%s, certificate %s", fp, changed ?
+	    " (new)" : " (unchanged)", o->server_cert);
+	return 0;
 }
 
 void

@@ -6,7 +6,9 @@
 #ifndef CLIENT_H
 #define CLIENT_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
@@ -23,13 +25,14 @@ struct client_options {
 	const char *server_address;	/* -s */
 	const char *server_cert;	/* -c */
 	const char *auth_key;		/* -a */
+	const char *bind_address;	/* -b: NULL, the kernel chooses */
 	unsigned long group;		/* -g */
 	unsigned long pool_min, pool_max;
 	int verbose, quiet;
 };
 
 /* The option table entries both clients have; CLIENT_NSPECS of them. */
-#define CLIENT_NSPECS 8
+#define CLIENT_NSPECS 9
 void client_option_specs(struct client_options *o,
     struct opt_spec specs[CLIENT_NSPECS]);
 
@@ -40,6 +43,9 @@ struct client {
 	struct auth_key key;
 	char relay_host[256];
 	uint16_t relay_port;
+	struct sockaddr_storage bind_addr;	/* -b */
+	socklen_t bind_len;			/* 0: none */
+	unsigned long group, pool_min, pool_max;	/* as started */
 	struct pool *pool;
 };
 
@@ -59,6 +65,19 @@ void client_start_pool(struct client *cl, const struct client_options *o,
  * channel that came from the pool comes back to it (or has closed: NULL).
  */
 void client_conn_ended(void *arg, struct bufferevent *channel);
+
+/*
+ * SIGHUP: load the key and the pinned certificate named in o again (the
+ * files may have new contents, or o may name new files) for the channels
+ * dialled from now on; channels already up keep theirs.  The other
+ * options of o cannot change without a restart: one that differs from
+ * what runs is named in a warning and ignored.  Returns 0 and a summary
+ * of what changed in what ("key SHA256:... (changed), certificate
+ * cert/server.crt"), or -1 with err (the file) and nothing changed.
+ */
+int client_reload(struct client *cl, const struct client_options *o,
+    char *what, size_t whatlen, char *err,
+    size_t errlen);
 
 /* Free everything client_init and client_start_pool made. */
 void client_free(struct client *cl);

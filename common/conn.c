@@ -17,57 +17,20 @@
 #include <event2/event.h>
 
 #include "batch.h"
+#include "conn_internal.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
 #include "tls.h"
 #include "wire.h"
 
-enum conn_state {
-	CONN_WAIT_CHANNEL,	/* entry: source accepted, no channel yet */
-	CONN_RESOLVING,		/* reverse: looking up the destination */
-	CONN_CONNECTING,	/* reverse: connecting to the destination */
-	CONN_OPEN,		/* splicing */
-	CONN_CLOSING,		/* flushing the channel before freeing it */
-};
-
-struct conn {
-	enum conn_state state;
-	enum channel_role role;
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct bufferevent *plain;	/* source or destination: writes */
-	struct event *plain_rd;		/* its reads: our own, see below */
-	struct bufferevent *channel;	/* framed, through the relay */
-	int had_channel;
-	int fin_sent;			/* plain read side ended */
-	int fin_received;		/* channel said FIN */
-	int plain_shut;			/* shutdown(SHUT_WR) done */
-	int result_received;		/* entry: OPEN_RESULT seen */
-	int plain_paused, channel_paused;	/* backpressure */
-	struct open_msg open;		/* where to (both sides) */
-	unsigned connect_timeout;
-	struct evutil_addrinfo *addrs, *next_addr;
-	struct evdns_getaddrinfo_request *dns_req;
-	uint64_t bytes_out, bytes_in;	/* plain -> channel, channel -> plain */
-	char label[320];		/* for log lines */
-	conn_end_cb *end_cb;
-	void *end_arg;
-	int reaping;			/* on the graveyard list */
-	LIST_ENTRY(conn) link;		/* every conn */
-	TAILQ_ENTRY(conn) grave;	/* conns to free from the loop */
-};
-
 static LIST_HEAD(, conn) conns = LIST_HEAD_INITIALIZER(conns);
 static TAILQ_HEAD(, conn) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event *reaper;
 static unsigned nconns;
 
-static void channel_process(struct conn *c);
 static void channel_detach(struct conn *c);
 static void plain_release(struct conn *c, int reset);
-static void conn_close(struct conn *c, int send_rst, int reset_plain);
-static void try_next_address(struct conn *c);
 
 unsigned
 conn_count(void)
@@ -139,7 +102,7 @@ conn_reap(struct conn *c)
 	event_active(reaper, EV_TIMEOUT, 0);
 }
 
-static struct conn *
+struct conn *
 conn_alloc(struct event_base *base, enum channel_role role,
     conn_end_cb *end_cb, void *end_arg)
 {
@@ -206,7 +169,7 @@ channel_closing_event_cb(struct bufferevent *bev, short what, void *arg)
  * plain socket is closed with a reset (the connection did not end well).
  * The channel is flushed (bounded by WIRE_FLUSH_TIMEOUT), then freed.
  */
-static void
+void
 conn_close(struct conn *c, int send_rst, int reset_plain)
 {
 	if (c->state == CONN_CLOSING)
@@ -330,7 +293,7 @@ plain_readable_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Start reading the plain socket.  Returns 0 or -1. */
-static int
+int
 plain_read_start(struct conn *c)
 {
 	if (c->plain_rd == NULL) {
@@ -342,7 +305,7 @@ plain_read_start(struct conn *c)
 	return event_add(c->plain_rd, NULL);
 }
 
-static void
+void
 plain_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
@@ -371,61 +334,21 @@ channel_frame(struct conn *c, uint8_t type, const void *payload, size_t len)
 	return wire_send(c->channel, type, payload, len);
 }
 
-static void
+void
 open_result_send(struct conn *c, uint8_t code, const char *text)
 {
 	(void)wire_send_open_result(c->channel, code, text);
 }
 
-/* reverse-proxy: the destination could not be reached at all. */
-static void
-open_failed(struct conn *c, uint8_t code, const char *why)
-{
-	char text[OPEN_RESULT_TEXT_MAX + 1];
-
-	snprintf(text, sizeof(text), "%s:%u: %s", c->open.host, c->open.port,
-	    why);
-	log_info("%s: %s", c->label, why);
-	open_result_send(c, code, text);
-	conn_close(c, 0, 1);
-}
-
-static void
+void
 plain_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
+	(void)bev;
 	if (c->state == CONN_CONNECTING) {
-		if (what & BEV_EVENT_CONNECTED) {
-			(void)netaddr_set_nodelay(bufferevent_getfd(bev));
-			bufferevent_set_timeouts(bev, NULL, NULL);
-			log_debug("%s: connected to %s:%u", c->label,
-			    c->open.host, c->open.port);
-			open_result_send(c, OPEN_OK, "");
-			c->state = CONN_OPEN;
-			if (bufferevent_enable(bev, EV_WRITE) == -1 ||
-			    plain_read_start(c) == -1 ||
-			    bufferevent_enable(c->channel, EV_READ) == -1) {
-				conn_close(c, 1, 1);
-				return;
-			}
-			channel_process(c);
-			return;
-		}
-		/* This address failed: try the next one, if any. */
-		bufferevent_free(c->plain);
-		c->plain = NULL;
-		if (c->next_addr != NULL) {
-			try_next_address(c);
-			return;
-		}
-		if (what & BEV_EVENT_TIMEOUT)
-			open_failed(c, OPEN_UNREACHABLE, "connect timed out");
-		else
-			open_failed(c, err == ECONNREFUSED ? OPEN_REFUSED :
-			    OPEN_UNREACHABLE, evutil_socket_error_to_string(
-			    err));
+		dest_connect_event(c, what, err);
 		return;
 	}
 	if (c->state != CONN_OPEN)
@@ -535,7 +458,7 @@ channel_unexpected(const struct conn *c, uint8_t type)
 }
 
 /* channel -> plain, frame by frame, as far as the input goes. */
-static void
+void
 channel_process(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->channel);
@@ -637,7 +560,7 @@ channel_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c, 0, 1);
 }
 
-static void
+void
 channel_setup(struct conn *c, struct bufferevent *channel)
 {
 	c->channel = channel;
@@ -701,159 +624,6 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 		return;
 	}
 	channel_process(c);
-}
-
-/*
- * Connect to the next address in c->next_addr.  A failure that comes later
- * reaches plain_event_cb, which calls here again for the address after.
- * bufferevent_socket_connect reports some failures only by returning -1,
- * with no event to follow (socket() out of descriptors, connect() failing
- * at once): those move on to the next address here, and after the last
- * one the open fails.
- */
-static void
-try_next_address(struct conn *c)
-{
-	struct timeval tv = { (time_t)c->connect_timeout, 0 };
-	struct evutil_addrinfo *ai;
-	int err = 0;
-
-	while ((ai = c->next_addr) != NULL) {
-		c->next_addr = ai->ai_next;
-		c->plain = bufferevent_socket_new(c->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
-		if (c->plain == NULL) {
-			open_failed(c, OPEN_UNREACHABLE, "out of memory");
-			return;
-		}
-		bufferevent_setcb(c->plain, NULL, plain_write_cb,
-		    plain_event_cb, c);
-		bufferevent_set_max_single_write(c->plain, WIRE_HIGH_WATER);
-		bufferevent_setwatermark(c->plain, EV_WRITE, WIRE_LOW_WATER,
-		    0);
-		bufferevent_set_timeouts(c->plain, NULL, &tv);
-		if (bufferevent_socket_connect(c->plain, ai->ai_addr,
-		    (int)ai->ai_addrlen) == 0)
-			return;
-		err = EVUTIL_SOCKET_ERROR();
-		bufferevent_free(c->plain);
-		c->plain = NULL;
-	}
-	/* (A refused connect is never immediate: it comes as an event.) */
-	open_failed(c, OPEN_UNREACHABLE, err != 0 ?
-	    evutil_socket_error_to_string(err) : "no address");
-}
-
-static void
-resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-	struct conn *c = arg;
-
-	if (result == EVUTIL_EAI_CANCEL)
-		return;		/* c is being freed */
-	c->dns_req = NULL;
-	if (c->state != CONN_RESOLVING) {
-		/* c closed while the lookup ran (its channel ended, say) and
-		 * waits to be freed: the answer has no use. */
-		if (res != NULL)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	if (result != 0 || res == NULL) {
-		open_failed(c, OPEN_RESOLVE_FAILED, evutil_gai_strerror(
-		    result));
-		return;
-	}
-	c->addrs = c->next_addr = res;
-	c->state = CONN_CONNECTING;
-	try_next_address(c);
-}
-
-/* Names under .invalid never resolve (RFC 6761): fail at once. */
-static int
-name_is_invalid(const char *host)
-{
-	size_t n = strlen(host);
-
-	if (n > 0 && host[n - 1] == '.')
-		n--;
-	return (n == 7 && strncasecmp(host, "invalid", 7) == 0) ||
-	    (n > 7 && strncasecmp(host + n - 8, ".invalid", 8) == 0);
-}
-
-void
-conn_new_reverse(struct event_base *base, struct evdns_base *dns,
-    struct bufferevent *channel, unsigned connect_timeout,
-    conn_end_cb *end_cb, void *end_arg)
-{
-	struct evbuffer *in = bufferevent_get_input(channel);
-	struct evutil_addrinfo hints;
-	struct evdns_getaddrinfo_request *req;
-	struct frame_header h;
-	uint8_t payload[FRAME_CONTROL_MAX];
-	char err[FRAME_ERRLEN], port[8];
-	struct conn *c;
-	int r;
-
-	if ((c = conn_alloc(base, ROLE_REVERSE, end_cb, end_arg)) == NULL) {
-		batch_free(channel);
-		if (end_cb != NULL)
-			end_cb(end_arg, NULL);
-		return;
-	}
-	c->dns = dns;
-	c->connect_timeout = connect_timeout;
-	c->state = CONN_RESOLVING;
-	channel_setup(c, channel);
-	snprintf(c->label, sizeof(c->label), "channel");
-	/* The pool handed over a channel with a whole frame buffered. */
-	if ((r = frame_peek(in, &h, err, sizeof(err))) != 1 ||
-	    h.type != FRAME_OPEN) {
-		log_warnx("protocol error: relay sent %s where OPEN was "
-		    "expected", r == 1 ? frame_type_name(h.type) : "junk");
-		conn_close(c, 1, 0);
-		return;
-	}
-	evbuffer_drain(in, FRAME_HEADER_LEN);
-	evbuffer_remove(in, payload, h.length);
-	if (open_msg_decode(payload, h.length, &c->open, err, sizeof(err)) ==
-	    -1) {
-		log_warnx("protocol error: %s", err);
-		open_result_send(c, OPEN_BAD_REQUEST, err);
-		conn_close(c, 0, 0);
-		return;
-	}
-	snprintf(c->label, sizeof(c->label), "%s -> %s:%u", c->open.source,
-	    c->open.host, c->open.port);
-	log_debug("%s: OPEN", c->label);
-	/* Data behind OPEN waits in the channel's input until the
-	 * destination is connected (channel_process reads nothing before;
-	 * the read high-water mark bounds it).  Reading stays on: turning it
-	 * off and on costs two epoll_ctl per connection. */
-	if (name_is_invalid(c->open.host)) {
-		open_failed(c, OPEN_RESOLVE_FAILED, "name under .invalid");
-		return;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
-	snprintf(port, sizeof(port), "%u", c->open.port);
-	if (evutil_getaddrinfo(c->open.host, port, &(struct evutil_addrinfo){
-	    .ai_flags = EVUTIL_AI_NUMERICHOST, .ai_socktype = SOCK_STREAM,
-	    .ai_protocol = IPPROTO_TCP }, &c->addrs) == 0) {
-		c->next_addr = c->addrs;
-		c->state = CONN_CONNECTING;
-		try_next_address(c);
-		return;
-	}
-	/* The callback may run before evdns_getaddrinfo returns. */
-	req = evdns_getaddrinfo(dns, c->open.host, port, &hints, resolved_cb,
-	    c);
-	/* NULL: the callback has run already and c may be gone. */
-	if (req != NULL)
-		c->dns_req = req;
 }
 
 void

@@ -28,6 +28,7 @@
 struct bufferevent;
 struct event_base;
 struct evdns_base;
+struct allow_list;
 struct conn;
 
 /*
@@ -55,13 +56,17 @@ struct conn *conn_new_source(struct event_base *base, evutil_socket_t fd,
 void conn_attach_channel(struct conn *c, struct bufferevent *channel);
 
 /*
- * reverse-proxy: a channel whose input begins with OPEN.  Resolves and
- * connects to the destination (each address in turn, connect_timeout
- * seconds each), answers OPEN_RESULT, then splices.
+ * reverse-proxy: a channel whose input begins with OPEN.  Checks the
+ * destination against allow (allow.h: a literal by the address rules, a
+ * name by the name rules or else each address it resolves to), resolves
+ * and connects to it (each allowed address in turn, connect_timeout
+ * seconds each), answers OPEN_RESULT, then splices.  allow is read at
+ * each check, not copied: it must stay valid (its contents may change
+ * between two callbacks, as a reload swaps them) while conns live.
  */
 void conn_new_reverse(struct event_base *base, struct evdns_base *dns,
-    struct bufferevent *channel, unsigned connect_timeout,
-    conn_end_cb *end_cb, void *end_arg);
+    struct bufferevent *channel, const struct allow_list *allow,
+    unsigned connect_timeout, conn_end_cb *end_cb, void *end_arg);
 
 /* Close c at once (the source or destination sees a reset). */
 void conn_abort(struct conn *c);

@@ -53,6 +53,34 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(base);
 }
 
+struct reload {
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+static struct event *sig_hup;
+static struct reload reload;
+
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("hangup: reloading");
+	reload.cb(reload.arg);
+}
+
+void
+daemon_on_reload(struct event_base *base, void (*cb)(void *arg), void *arg)
+{
+	reload.cb = cb;
+	reload.arg = arg;
+	if (sig_hup == NULL && ((sig_hup = evsignal_new(base, SIGHUP, hup_cb,
+	    NULL)) == NULL || evsignal_add(sig_hup, NULL) == -1))
+		fatalx("cannot set up SIGHUP handling");
+}
+
 struct event_base *
 daemon_loop_new(void)
 {
@@ -135,7 +163,9 @@ daemon_base_free(struct event_base *base)
 		event_free(sig_int);
 	if (sig_term != NULL)
 		event_free(sig_term);
-	sig_int = sig_term = NULL;
+	if (sig_hup != NULL)
+		event_free(sig_hup);
+	sig_int = sig_term = sig_hup = NULL;
 	if (base != NULL) {
 		/* Bufferevents freed with deferred callbacks pending are
 		 * released only when those run: let them. */

@@ -1,7 +1,8 @@
 /*
  * daemon: what every daemon's main() does around its event loop —
- * SIGPIPE ignored, SIGINT/SIGTERM ending the loop cleanly, the log level
- * from -v/-q, and the option-parsing exit codes.
+ * SIGPIPE ignored, SIGINT/SIGTERM ending the loop cleanly, SIGHUP calling
+ * the daemon's reload, the log level from -v/-q, and the option-parsing
+ * exit codes.
  */
 #ifndef DAEMON_H
 #define DAEMON_H
@@ -38,6 +39,13 @@ struct event_base *daemon_loop_new(void);
  * EXIT_RUNTIME on failure.
  */
 struct event_base *daemon_base_new(void);
+
+/*
+ * Call cb(arg) from the loop on each SIGHUP (a reload).  Without it SIGHUP
+ * ends the process.  Exits EXIT_RUNTIME on failure.
+ */
+void daemon_on_reload(struct event_base *base, void (*cb)(void *arg),
+    void *arg);
 
 /* Run the loop until a signal; returns 0, or -1 if the loop failed. */
 int daemon_run(struct event_base *base);

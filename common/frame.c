@@ -42,6 +42,8 @@ open_code_text(uint8_t code)
 	case OPEN_RESOLVE_FAILED: return "destination name not resolved";
 	case OPEN_NO_PEER: return "no reverse-proxy available in this group";
 	case OPEN_BAD_REQUEST: return "malformed OPEN";
+	case OPEN_NOT_ALLOWED: return "destination not allowed by the "
+	    "reverse-proxy";
 	default: return "unknown error";
 	}
 }

@@ -67,6 +67,7 @@ enum open_code {
 	OPEN_RESOLVE_FAILED = 3,/* destination name did not resolve */
 	OPEN_NO_PEER = 4,	/* relay: no reverse-proxy in this group */
 	OPEN_BAD_REQUEST = 5,	/* OPEN frame malformed */
+	OPEN_NOT_ALLOWED = 6,	/* reverse-proxy: not in its --allow list */
 };
 
 struct frame_header {

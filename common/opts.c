@@ -45,9 +45,57 @@ parse_bool(const char *v, int *out)
 	return -1;
 }
 
+/* Remember that dest's value came from origin (the last one wins). */
+static void
+origin_keep(struct opts *o, const void *dest, const char *origin)
+{
+	char *copy;
+	size_t i;
+
+	if ((copy = strdup(origin)) == NULL)
+		return;		/* messages fall back to the option's name */
+	for (i = 0; i < o->norigins; i++)
+		if (o->origins[i].dest == dest) {
+			free(o->origins[i].where);
+			o->origins[i].where = copy;
+			return;
+		}
+	if (o->norigins == OPTS_MAX_ORIGINS) {
+		free(copy);
+		return;
+	}
+	o->origins[o->norigins].dest = dest;
+	o->origins[o->norigins].where = copy;
+	o->norigins++;
+}
+
+const char *
+opts_origin(const struct opts *o, const void *dest, const char *fallback)
+{
+	size_t i;
+
+	for (i = 0; i < o->norigins; i++)
+		if (o->origins[i].dest == dest)
+			return o->origins[i].where;
+	return fallback;
+}
+
+static int opt_store(struct opts *o, const struct opt_spec *spec,
+    const char *value, const char *origin, char *err, size_t errlen);
+
 /* Store value for spec; origin names where it came from, for messages. */
 static int
 opt_set(struct opts *o, const struct opt_spec *spec, const char *value,
+    const char *origin, char *err, size_t errlen)
+{
+	if (opt_store(o, spec, value, origin, err, errlen) == -1)
+		return -1;
+	origin_keep(o, spec->dest, origin);
+	return 0;
+}
+
+static int
+opt_store(struct opts *o, const struct opt_spec *spec, const char *value,
     const char *origin, char *err, size_t errlen)
 {
 	unsigned long n, min, max;
@@ -380,6 +428,9 @@ opts_free(struct opts *o)
 	for (i = 0; i < o->nvalues; i++)
 		free(o->values[i]);
 	o->nvalues = 0;
+	for (i = 0; i < o->norigins; i++)
+		free(o->origins[i].where);
+	o->norigins = 0;
 	free(o->file_text);
 	o->file_text = NULL;
 }

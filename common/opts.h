@@ -36,11 +36,19 @@ struct opt_spec {
 };
 
 #define OPTS_MAX_VALUES 128
+#define OPTS_MAX_ORIGINS 64
+
+struct opts_origin {
+	const void *dest;		/* a spec's dest */
+	char *where;			/* owned: "--allow", "FILE:3: allow" */
+};
 
 struct opts {
 	char *values[OPTS_MAX_VALUES];	/* owned copies of string values */
 	size_t nvalues;
 	char *file_text;		/* owned text of the config file */
+	struct opts_origin origins[OPTS_MAX_ORIGINS];
+	size_t norigins;
 };
 
 /*
@@ -61,6 +69,14 @@ int opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
  */
 int opts_apply_config_text(struct opts *o, const struct opt_spec *specs,
     size_t nspecs, char *text, const char *name, char *err, size_t errlen);
+
+/*
+ * Where the value stored at dest came from, for a message about it that
+ * the program finds later (a rule inside --allow, say): "--allow" or
+ * "FILE:LINE: allow".  fallback when it was not set (its default).
+ */
+const char *opts_origin(const struct opts *o, const void *dest,
+    const char *fallback);
 
 /* Release the storage behind string values.  opts_free(NULL) is a no-op. */
 void opts_free(struct opts *o);

@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include <openssl/ssl.h>
 
 struct bufferevent;
@@ -43,6 +45,9 @@ struct pool_config {
 	SSL_CTX *ssl_ctx;
 	const char *relay_host;		/* name or IP the cert must match */
 	uint16_t relay_port;
+	/* The local address of every channel (--bind-address), or NULL. */
+	const struct sockaddr *bind_addr;
+	socklen_t bind_len;
 	const struct auth_key *key;
 	uint8_t role;			/* ROLE_ENTRY or ROLE_REVERSE */
 	uint32_t group;
@@ -108,6 +113,11 @@ unsigned long pool_backoff_ms(unsigned failures,
  */
 unsigned long pool_refused_backoff_ms(unsigned failures,
     uint32_t (*uniform)(uint32_t upper));
+
+/* SIGHUP: dial the next channels with ctx (the caller keeps its own
+ * reference and frees the old context when it likes: every SSL made from
+ * it holds one). */
+void pool_set_ssl_ctx(struct pool *p, SSL_CTX *ctx);
 
 /* "host:port" of the relay, for log lines. */
 const char *pool_relay_name(const struct pool *p);

@@ -7,7 +7,9 @@
  * reason's AUTH_RESULT code and one log line, and the channel closes.
  *
  * The signature is checked before the key's rights, so that nobody
- * without the key learns what its line allows.
+ * without the key learns what its line allows.  After a reload, a channel
+ * admitted under the old keys is admitted again when it is next idle
+ * (admit_recheck): refused, it gets the same AUTH_RESULT codes.
  */
 #include "relay.h"
 
@@ -20,16 +22,6 @@
 #include "frame.h"
 #include "tls.h"
 #include "wire.h"
-
-/* "SHA256:... (comment)" for log lines. */
-static void
-key_label(const struct authkey *k, char *buf, size_t len)
-{
-	if (k->comment[0] != '\0')
-		snprintf(buf, len, "%s (%s)", k->fingerprint, k->comment);
-	else
-		snprintf(buf, len, "%s", k->fingerprint);
-}
 
 /* Refuse AUTH: answer code, log why, close after the answer. */
 static void
@@ -74,32 +66,69 @@ verdict_code(enum authkey_verdict v)
  * -1 after refusing.
  */
 static int
-auth_rights(struct rchan *c, const struct authkey *k, const struct auth_msg *m)
+auth_rights(struct rchan *c, struct keyset *ks, const struct authkey *k,
+    uint8_t role, uint32_t group, const char *when, struct limit **slotp)
 {
-	struct limit *slot = &relay_cfg.key_slots[k - relay_cfg.keys.keys];
+	struct limit *slot = &ks->slots[k - ks->keys.keys];
 	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
 	char rules[256];
 	enum authkey_verdict v;
 
-	key_label(k, label, sizeof(label));
-	v = authkey_check(k, m->role, m->group, (struct sockaddr *)&c->addr);
+	*slotp = NULL;
+	authkey_label(k, label, sizeof(label));
+	v = authkey_check(k, role, group, (struct sockaddr *)&c->addr);
 	if (v != AUTHKEY_OK) {
 		authkey_describe(k, rules, sizeof(rules));
-		auth_refuse(c, verdict_code(v), "%s: key %s asked to be %s in group "
-		    "%u; line %u of its file allows %s", authkey_verdict_text(v),
-		    label, role_name(m->role), m->group, k->line, rules);
+		auth_refuse(c, verdict_code(v), "%s%s: key %s asked to be %s in "
+		    "group %u; line %u of its file allows %s", when,
+		    authkey_verdict_text(v), label, role_name(role), group,
+		    k->line, rules);
 		return -1;
 	}
 	if (k->max_channels > 0) {
 		if (limit_take(slot) == -1) {
-			auth_refuse(c, AUTH_KEY_FULL, "%s: key %s holds %u "
-			    "channels (max-channels=%u, line %u)",
+			auth_refuse(c, AUTH_KEY_FULL, "%s%s: key %s holds %u "
+			    "channels (max-channels=%u, line %u)", when,
 			    auth_code_text(AUTH_KEY_FULL), label,
 			    limit_used(slot), k->max_channels, k->line);
 			return -1;
 		}
-		c->key_slot = slot;	/* given back by rchan_free */
+		*slotp = slot;		/* given back by rchan_free */
 	}
+	return 0;
+}
+
+int
+admit_recheck(struct rchan *c)
+{
+	char fpr[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
+	const struct authkey *k;
+	struct limit *slot;
+	struct keyset *ks;
+
+	if (c->keyset == NULL || keyset_is_current(c->keyset))
+		return 0;
+	if ((ks = keyset_acquire()) == NULL)
+		return 0;		/* exiting */
+	if ((k = authkeys_find(&ks->keys, c->key->pk)) == NULL) {
+		authkey_label(c->key, fpr, sizeof(fpr));
+		keyset_release(ks);
+		auth_refuse(c, AUTH_UNKNOWN_KEY, "after a reload: key %s is no "
+		    "longer in the authorized keys", fpr);
+		return -1;
+	}
+	if (auth_rights(c, ks, k, c->role, c->gid, "after a reload: ",
+	    &slot) == -1) {
+		keyset_release(ks);
+		return -1;
+	}
+	/* Admitted again: the old set's slot and reference go. */
+	if (c->key_slot != NULL)
+		limit_give(c->key_slot);
+	keyset_release(c->keyset);
+	c->keyset = ks;
+	c->key = k;
+	c->key_slot = slot;
 	return 0;
 }
 
@@ -115,6 +144,7 @@ auth_check(struct rchan *c, const struct frame_header *h)
 	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
 	char err[FRAME_ERRLEN];
 	const struct authkey *k;
+	struct keyset *ks;
 	struct auth_msg m;
 
 	if (h->type != FRAME_AUTH) {
@@ -132,21 +162,27 @@ auth_check(struct rchan *c, const struct frame_header *h)
 		    AUTH_BAD_VERSION : AUTH_MALFORMED, "%s", err);
 		return -1;
 	}
-	if ((k = authkeys_find(&relay_cfg.keys, m.pubkey)) == NULL) {
+	if ((ks = keyset_acquire()) == NULL ||
+	    (k = authkeys_find(&ks->keys, m.pubkey)) == NULL) {
+		keyset_release(ks);
 		sshkey_fingerprint(m.pubkey, fpr);
 		auth_refuse(c, AUTH_UNKNOWN_KEY, "%s (key %s)",
 		    auth_code_text(AUTH_UNKNOWN_KEY), fpr);
 		return -1;
 	}
-	key_label(k, label, sizeof(label));
+	authkey_label(k, label, sizeof(label));
 	if (tls_exporter(c->ssl, exporter) == -1 || auth_verify(m.pubkey,
 	    m.role, m.group, exporter, m.sig) != 0) {
+		keyset_release(ks);
 		auth_refuse(c, AUTH_BAD_SIGNATURE, "%s (key %s)",
 		    auth_code_text(AUTH_BAD_SIGNATURE), label);
 		return -1;
 	}
-	if (auth_rights(c, k, &m) == -1)
+	if (auth_rights(c, ks, k, m.role, m.group, "", &c->key_slot) == -1) {
+		keyset_release(ks);
 		return -1;
+	}
+	c->keyset = ks;		/* released by rchan_free */
 	c->key = k;
 	if ((c->group = group_ref(c->w, m.group)) == NULL) {
 		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: out of memory",

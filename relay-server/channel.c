@@ -357,7 +357,7 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	memcpy(&c->addr, peer, peer->sa_family == AF_INET6 ?
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	(void)netaddr_set_nodelay(fd);
-	if ((c->ssl = SSL_new(relay_cfg.ssl_ctx)) == NULL) {
+	if ((c->ssl = creds_ssl_new()) == NULL) {
 		log_warnx_ssl("%s: SSL_new", c->peer);
 		rchan_close(c, LOG_LEVEL_DEBUG, NULL);
 		return;
@@ -410,7 +410,9 @@ rchan_arrive(struct worker *w, struct rchan *c)
 	}
 	if (ok) {
 		rchan_set_state(c, R_IDLE);
-		tls_kick(c->bev);	/* records read ahead came too */
+		/* A reload may have happened on the way. */
+		if (admit_recheck(c) == 0)
+			tls_kick(c->bev);	/* records read ahead came too */
 	} else {
 		rchan_close(c, LOG_LEVEL_QUIET, "%s: cannot take over the "
 		    "channel", c->peer);

@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "frame.h"
+#include "sshkey.h"
 #include "tls.h"
 #include "wire.h"
 
@@ -72,6 +73,38 @@ group_free(struct group *g)
 	free(g);
 }
 
+/*
+ * One line for each pairing, at the default level: both channels, both
+ * keys and the group, so that every user connection can be traced to the
+ * keys that carried it; and what the OPEN asks (the destination, and the
+ * source address, which only the entry-point vouches for).
+ */
+static void
+log_pairing(const struct rchan *entry, const struct rchan *reverse)
+{
+	struct evbuffer *in = bufferevent_get_input(entry->bev);
+	uint8_t buf[FRAME_HEADER_LEN + FRAME_CONTROL_MAX];
+	char ek[SSHKEY_COMMENT_MAX + SSHKEY_FINGERPRINT_LEN + 4];
+	char rk[sizeof(ek)], open[OPEN_HOST_MAX + OPEN_SOURCE_MAX + 64];
+	char err[FRAME_ERRLEN];
+	struct frame_header h;
+	struct open_msg m;
+
+	authkey_label(entry->key, ek, sizeof(ek));
+	authkey_label(reverse->key, rk, sizeof(rk));
+	snprintf(open, sizeof(open), "OPEN not read yet");
+	if (frame_peek(in, &h, err, sizeof(err)) == 1 &&
+	    h.type == FRAME_OPEN && evbuffer_copyout(in, buf,
+	    FRAME_HEADER_LEN + h.length) == (ev_ssize_t)(FRAME_HEADER_LEN +
+	    h.length) && open_msg_decode(buf + FRAME_HEADER_LEN, h.length, &m,
+	    err, sizeof(err)) == 0)
+		snprintf(open, sizeof(open), "to %s:%u for %s (source as the "
+		    "entry-point claims it)", m.host, m.port, m.source);
+	log_info("group %u: entry-point %s key %s paired with reverse-proxy "
+	    "%s key %s: %s", entry->group->id, entry->peer, ek, reverse->peer,
+	    rk, open);
+}
+
 /* Pair an entry-point channel (its OPEN still unread in its input) with an
  * idle reverse-proxy channel, and start relaying. */
 static void
@@ -91,8 +124,7 @@ pair(struct rchan *entry, struct rchan *reverse)
 	event_del(reverse->timer);
 	wire_watermarks_splice(entry->bev);
 	wire_watermarks_splice(reverse->bev);
-	log_debug("group %u: paired entry-point %s with reverse-proxy %s",
-	    entry->group->id, entry->peer, reverse->peer);
+	log_pairing(entry, reverse);
 	if (bufferevent_enable(entry->bev, EV_READ) == -1 ||
 	    bufferevent_enable(reverse->bev, EV_READ) == -1) {
 		rchan_close(entry, LOG_LEVEL_DEBUG, "%s: cannot start reading",
@@ -196,6 +228,10 @@ rchan_recycle(struct rchan *c, int last)
 		    role_name(c->role));
 		return;
 	}
+	/* The keys may have been reloaded while it was in use: a channel
+	 * whose key lost its rights is told so instead of REUSE. */
+	if (admit_recheck(c) == -1)
+		return;
 	/* REUSE stays queued until this callback is over, so the channel
 	 * cannot move to another worker before (group_offer wants it
 	 * flushed): whoever called here may still look at it. */

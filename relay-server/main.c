@@ -1,5 +1,6 @@
 /*
- * relay-server: options, key loading and listening sockets; the channels
+ * relay-server: options, key loading and listening sockets (reload.c:
+ * SIGHUP); the channels
  * themselves are in channel.c, group.c, forward.c and workers.c (relay.h
  * says which holds what).
  */
@@ -142,18 +143,8 @@ default_workers(void)
 	    RELAY_WORKERS_DEFAULT_MAX : (unsigned long)n;
 }
 
-/* The relay's options, with their defaults. */
-struct relay_options {
-	const char *host, *cert, *key, *pub;
-	unsigned long port, handshake_timeout, open_timeout, idle_timeout;
-	unsigned long max_channels, workers;
-	int verbose, quiet;
-};
 
-#define RELAY_NSPECS 12
-
-/* The option table, pointing into o (defaults filled in). */
-static void
+void
 option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 {
 	const struct opt_spec table[RELAY_NSPECS] = {
@@ -193,36 +184,32 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 }
 
 /*
- * Load the certificate, its key and the accepted public keys into cfg,
- * with the rest of the options.  Returns 0, or -1 after printing one line
- * that names the bad file.
+ * Load the certificate, its key and the authorized keys, and make them
+ * current (creds.c); the rest of the options into cfg.  Returns 0, or -1
+ * after printing one line that names the bad file.
  */
 static int
-config_load(struct relay_config *cfg, const struct relay_options *o)
+config_load(struct relay_config *cfg, const struct relay_options *o,
+    size_t *nkeys)
 {
+	struct keyset *ks;
+	SSL_CTX *ctx;
 	char err[512];
-	size_t i;
 
 	memset(cfg, 0, sizeof(*cfg));
-	if ((cfg->ssl_ctx = tls_server_ctx_new(o->cert, o->key, err,
-	    sizeof(err))) == NULL) {
+	if ((ctx = tls_server_ctx_new(o->cert, o->key, err, sizeof(err))) ==
+	    NULL) {
 		fprintf(stderr, "%s: %s\n", PROGNAME, err);
 		return -1;
 	}
-	if (authkeys_load(o->pub, &cfg->keys, err, sizeof(err)) == -1) {
+	if (keyset_load(o->pub, &ks, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
-		SSL_CTX_free(cfg->ssl_ctx);
+		SSL_CTX_free(ctx);
 		return -1;
 	}
-	if ((cfg->key_slots = calloc(cfg->keys.n, sizeof(*cfg->key_slots))) ==
-	    NULL) {
-		fprintf(stderr, "%s: out of memory\n", PROGNAME);
-		authkeys_free(&cfg->keys);
-		SSL_CTX_free(cfg->ssl_ctx);
-		return -1;
-	}
-	for (i = 0; i < cfg->keys.n; i++)
-		limit_init(&cfg->key_slots[i], cfg->keys.keys[i].max_channels);
+	*nkeys = ks->keys.n;
+	reload_remember_cert(ctx);
+	creds_install(ctx, ks);
 	cfg->handshake_timeout = (unsigned)o->handshake_timeout;
 	cfg->open_timeout = (unsigned)o->open_timeout;
 	cfg->idle_timeout = (unsigned)o->idle_timeout;
@@ -239,15 +226,14 @@ main(int argc, char **argv)
 	struct relay_config cfg;
 	struct event_base *base;
 	struct opts o;
-	size_t i;
+	size_t i, nkeys;
 	int rc;
 
 	option_specs(&ro, specs);
 	daemon_parse_options(&o, specs, RELAY_NSPECS, argc, argv, PROGNAME,
-	    PROGNAME " [-p PORT] [--host ADDR] [-c CERT] [-k KEY] [-a PUBKEYS] "
-	    "[options]");
+	    RELAY_USAGE);
 	daemon_log_init(PROGNAME, ro.verbose, ro.quiet);
-	if (config_load(&cfg, &ro) == -1) {
+	if (config_load(&cfg, &ro, &nkeys) == -1) {
 		opts_free(&o);
 		return EXIT_USAGE;
 	}
@@ -257,8 +243,9 @@ main(int argc, char **argv)
 	if (relay_init(base, &cfg) == -1)
 		fatalx("cannot start the relay's workers");
 	listen_all(cfg.workers, ro.host, ro.port);
+	reload_setup(base, argc, argv, &ro, &o);
 	log_info("accepting %zu key(s); handshake timeout %lu s, open timeout "
-	    "%lu s; %lu worker%s", cfg.keys.n, ro.handshake_timeout,
+	    "%lu s; %lu worker%s", nkeys, ro.handshake_timeout,
 	    ro.open_timeout, ro.workers, ro.workers == 1 ? "" : "s");
 
 	rc = relay_run(daemon_run);
@@ -268,9 +255,7 @@ main(int argc, char **argv)
 	free(listeners);
 	relay_shutdown();
 	daemon_base_free(base);
-	free(cfg.key_slots);
-	authkeys_free(&cfg.keys);
-	SSL_CTX_free(cfg.ssl_ctx);
-	opts_free(&o);
+	creds_free();
+	reload_free();
 	return rc == 0 ? 0 : EXIT_RUNTIME;
 }

@@ -6,7 +6,9 @@
  * bytes both ways, opaquely, with backpressure.
  *
  * The files, in the order a channel lives (README, "Reading the code", has the map):
- *   main.c     options, keys, listening sockets
+ *   main.c     options, keys, listening sockets, reload (SIGHUP)
+ *   reload.c   SIGHUP: certificate, key and authorized keys read again
+ *   creds.c    the TLS context and the authorized keys in force
  *   channel.c  a channel's life: accept, TLS handshake, the idle frames,
  *              deadlines; its state machine
  *   admit.c    AUTH against the authorized keys: who may do what
@@ -46,15 +48,20 @@
 #include "limit.h"
 #include "log.h"
 #include "netaddr.h"
+#include "opts.h"
 
 struct bufferevent;
 struct event;
 struct event_base;
 
+/* The authorized keys (-a) as one reload read them (creds.c). */
+struct keyset {
+	struct authkeys keys;		/* who may do what */
+	struct limit *slots;		/* keys.n: each key's max-channels= */
+	unsigned refs;			/* under creds.c's lock */
+};
+
 struct relay_config {
-	SSL_CTX *ssl_ctx;
-	struct authkeys keys;		/* -a: who may do what */
-	struct limit *key_slots;	/* keys.n: each key's max-channels= */
 	unsigned handshake_timeout;	/* seconds: TLS + AUTH */
 	unsigned open_timeout;		/* seconds an OPEN waits for a peer */
 	unsigned idle_timeout;		/* seconds an idle channel may be silent */
@@ -123,8 +130,12 @@ struct rchan {
 	unsigned long uses;		/* user connections carried */
 	struct sockaddr_storage addr;	/* the client's address */
 	char peer[NETADDR_STRLEN];	/* the same, for logs */
-	const struct authkey *key;	/* its line in -a, once authenticated */
-	struct limit *key_slot;		/* the key's max-channels= it holds */
+	/* Once authenticated: the key set it was admitted under (one
+	 * reference), its key's line there, the max-channels= slot it
+	 * holds there (NULL: the line has no limit). */
+	struct keyset *keyset;
+	const struct authkey *key;
+	struct limit *key_slot;
 	TAILQ_ENTRY(rchan) qlink;	/* on c->list */
 	LIST_ENTRY(rchan) link;		/* every channel of its worker */
 };
@@ -163,13 +174,50 @@ struct worker {
 	pthread_t thread;
 	int running;			/* thread started */
 	int lock_made;			/* lock initialised */
-	pthread_mutex_t lock;		/* guards the three below */
+	pthread_mutex_t lock;		/* guards the four below */
 	struct rchan_list inbox;	/* R_MOVING channels moved here */
 	int check;			/* another worker has OPENs waiting */
+	int recheck;			/* keys reloaded: admit idle again */
 	int quit;
 };
 
 extern struct relay_config relay_cfg;
+
+/* --- main.c: options --- */
+
+/* The relay's options, with their defaults. */
+struct relay_options {
+	const char *host, *cert, *key, *pub;
+	unsigned long port, handshake_timeout, open_timeout, idle_timeout;
+	unsigned long max_channels, workers;
+	int verbose, quiet;
+};
+
+#define RELAY_NSPECS 12
+#define RELAY_USAGE "relay-server [-p PORT] [--host ADDR] [-c CERT] " \
+    "[-k KEY] [-a PUBKEYS] [options]"
+
+/* The option table, pointing into o (defaults filled in). */
+void option_specs(struct relay_options *o,
+    struct opt_spec specs[RELAY_NSPECS]);
+
+/* --- reload.c: SIGHUP --- */
+
+/*
+ * Reload on SIGHUP from now on: the options again from argv and the
+ * --config file, then the certificate and key (new handshakes) and the
+ * authorized keys (idle channels are admitted again; connections in
+ * flight go on).  ro and o are what runs (o's storage passes to
+ * reload.c).
+ */
+void reload_setup(struct event_base *base, int argc, char **argv,
+    const struct relay_options *ro, struct opts *o);
+
+/* Remember ctx's certificate, to say later whether a reload changed it. */
+void reload_remember_cert(SSL_CTX *ctx);
+
+/* Free what reload_setup kept. */
+void reload_free(void);
 
 /* --- channel.c: a channel's life; teardown.c: its end --- */
 
@@ -229,6 +277,40 @@ time_t mono_now(void);
 /* R_AUTH: the first frame must be AUTH, checked against the authorized
  * keys; the client may have pipelined more behind it (idle frames). */
 void rchan_auth_read(struct rchan *c);
+
+/*
+ * c is authenticated under an older key set than the current one (after a
+ * reload): admit it again under the current set, as if it sent its AUTH
+ * now.  Returns 0 (c holds the current set now, or already did), or -1
+ * when its key lost its rights: c was told why (AUTH_RESULT) and closes.
+ */
+int admit_recheck(struct rchan *c);
+
+/* --- creds.c: the TLS context and the key set in force --- */
+
+/* Read an authorized-keys file into a new set (one reference, the
+ * caller's).  0, or -1 with err ("path:LINE: ..."). */
+int keyset_load(const char *path, struct keyset **out, char *err,
+    size_t errlen);
+
+/* The current set, with a reference for the caller (NULL: none). */
+struct keyset *keyset_acquire(void);
+
+/* Is ks the current set?  (Moments later it may not be.) */
+int keyset_is_current(const struct keyset *ks);
+
+/* Drop a reference; the last one frees the set.  NULL is fine. */
+void keyset_release(struct keyset *ks);
+
+/* Make ctx and ks current (the caller's references pass to creds.c) and
+ * drop the references to the ones they replace. */
+void creds_install(SSL_CTX *ctx, struct keyset *ks);
+
+/* An SSL for a new channel, from the current context; NULL on failure. */
+SSL *creds_ssl_new(void);
+
+/* Drop the current context and set (at exit). */
+void creds_free(void);
 
 /* --- group.c: groups, the open queue, pairing, reuse --- */
 
@@ -315,6 +397,10 @@ int relay_run(int (*run)(struct event_base *));
 
 /* A new TCP connection on one of worker i's listening sockets. */
 void relay_accept(unsigned i, evutil_socket_t fd, const struct sockaddr *peer);
+
+/* A reload installed new keys: every worker admits its idle channels
+ * again (admit_recheck), from its own loop. */
+void relay_recheck(void);
 
 /* Close every channel and free the workers (after relay_run). */
 void relay_shutdown(void);

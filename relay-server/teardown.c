@@ -49,6 +49,7 @@ rchan_free(struct rchan *c)
 	group_unref(c->group);
 	if (c->key_slot != NULL)
 		limit_give(c->key_slot);
+	keyset_release(c->keyset);	/* after the slot: it lives there */
 	relay_slot_give();
 	rchan_unhook(c);
 	if (c->ssl != NULL)

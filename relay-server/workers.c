@@ -257,8 +257,34 @@ group_offer(struct group *g)
 	}
 }
 
+void
+relay_recheck(void)
+{
+	unsigned i;
+
+	for (i = 0; i < nworkers; i++) {
+		pthread_mutex_lock(&workers[i].lock);
+		workers[i].recheck = 1;
+		pthread_mutex_unlock(&workers[i].lock);
+		worker_wake(&workers[i]);
+	}
+}
+
+/* After a reload: every idle channel of w is admitted again under the
+ * new keys (closed, and told why, when its key lost its rights).  A
+ * closed channel stays on w's list until the reaper: the walk is safe. */
+static void
+worker_recheck(struct worker *w)
+{
+	struct rchan *c;
+
+	LIST_FOREACH(c, &w->rchans, link)
+		if (c->state == R_IDLE)
+			(void)admit_recheck(c);
+}
+
 /* Another thread wrote to w's eventfd: channels arrived, OPENs wait
- * elsewhere, or the relay stops. */
+ * elsewhere, keys were reloaded, or the relay stops. */
 static void
 worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -267,7 +293,7 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	struct group *g;
 	struct rchan *c;
 	uint64_t n;
-	int check, quit;
+	int check, quit, recheck;
 
 	(void)what;
 	(void)!read(fd, &n, sizeof(n));
@@ -275,6 +301,8 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	quit = w->quit;
 	check = w->check;
 	w->check = 0;
+	recheck = w->recheck;
+	w->recheck = 0;
 	if (!quit)	/* else what arrived is freed by relay_shutdown */
 		TAILQ_CONCAT(&arrived, &w->inbox, qlink);
 	pthread_mutex_unlock(&w->lock);
@@ -286,6 +314,8 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&arrived, c, qlink);
 		rchan_arrive(w, c);
 	}
+	if (recheck)
+		worker_recheck(w);
 	if (!check)
 		return;
 	LIST_FOREACH(g, &w->groups, link)

@@ -2,7 +2,9 @@
  * reverse-proxy: runs inside the private network.  It keeps a pool of idle,
  * authenticated channels open to the relay; when the relay pairs one with
  * an entry-point's connection, an OPEN arrives on it, and the
- * reverse-proxy connects to the destination it names and splices.
+ * reverse-proxy checks the destination against its allow-list, connects
+ * to it and splices.  SIGHUP reloads the allow-list, the key and the
+ * pinned certificate.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "allow.h"
 #include "client.h"
 #include "conn.h"
 #include "daemon.h"
@@ -19,52 +22,174 @@
 #include "pool.h"
 
 #define PROGNAME "reverse-proxy"
+#define NSPECS (CLIENT_NSPECS + 2)
+#define USAGE PROGNAME " [-s HOST:PORT] [-c CERT] [-a KEY] [-g GROUP] " \
+    "[--allow RULES] [options]"
+
+/* What the options say; a reload parses a new one beside the running. */
+struct settings {
+	struct client_options client;
+	unsigned long connect_timeout;
+	const char *allow_text;
+	struct opts opts;		/* storage behind the strings */
+};
 
 static struct client client;
-static unsigned long connect_timeout = 10;
+static struct settings running;
+/* Read by every conn at each check: a reload swaps the contents, in
+ * place, between two callbacks. */
+static struct allow_list allow;
+static int saved_argc;
+static char **saved_argv;
+
+/* The option table, storing into s; defaults set. */
+static void
+settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
+{
+	client_option_specs(&s->client, specs);
+	s->connect_timeout = 10;
+	s->allow_text = NULL;
+	specs[CLIENT_NSPECS] = (struct opt_spec){ 0, "connect-timeout",
+	    OPT_UINT, &s->connect_timeout, 1, 3600, "SECONDS",
+	    "time to connect to a destination (default 10)" };
+	specs[CLIENT_NSPECS + 1] = (struct opt_spec){ 0, "allow",
+	    OPT_STRING, &s->allow_text, 0, 0, "RULES",
+	    "destinations the entry-points may name, comma-separated: "
+	    "ADDRESS[/PREFIX][:PORTS] or HOSTNAME[:PORTS], PORTS N, N-M or * "
+	    "(default: any but link-local)" };
+}
+
+/* The allow-list that s names, into l.  Returns 0 or -1 (err). */
+static int
+settings_allow(const struct settings *s, struct allow_list *l, char *err,
+    size_t errlen)
+{
+	char why[512];
+
+	if (s->allow_text == NULL) {
+		allow_default(l);
+		return 0;
+	}
+	if (allow_parse(s->allow_text, l, why, sizeof(why)) == -1) {
+		/* "--allow: ..." or "FILE:LINE: allow: ..." */
+		snprintf(err, errlen, "%s: %s", opts_origin(&s->opts,
+		    &s->allow_text, "--allow"), why);
+		return -1;
+	}
+	return 0;
+}
 
 /* The relay paired one of our channels: an OPEN waits in its input. */
 static void
 channel_opened(struct bufferevent *bev, void *arg)
 {
 	(void)arg;
-	conn_new_reverse(client.base, client.dns, bev,
-	    (unsigned)connect_timeout, client_conn_ended, &client);
+	conn_new_reverse(client.base, client.dns, bev, &allow,
+	    (unsigned)running.connect_timeout, client_conn_ended, &client);
+}
+
+/* Say what the allow-list is, once at start. */
+static void
+log_allow(const char *when)
+{
+	char rules[1024];
+
+	if (allow.is_default) {
+		log_info("%sno --allow: any destination the entry-points name, "
+		    "but link-local addresses (169.254.0.0/16, fe80::/10)",
+		    when);
+		return;
+	}
+	allow_describe(&allow, rules, sizeof(rules));
+	log_info("%sdestinations allowed: %s", when, rules);
+}
+
+/*
+ * SIGHUP: the options again (the --config file may have changed), the
+ * allow-list, the key and the certificate.  All or nothing: on any error
+ * the running configuration stays as it is.
+ */
+static void
+reload(void *arg)
+{
+	struct opt_spec specs[NSPECS];
+	struct settings *next;
+	struct allow_list list;
+	char err[1024], what[512], before[1024], after[1024];
+
+	(void)arg;
+	memset(&list, 0, sizeof(list));
+	if ((next = calloc(1, sizeof(*next))) == NULL) {
+		log_warn("reload failed: calloc");
+		return;
+	}
+	settings_specs(next, specs);
+	err[0] = '\0';
+	if (opts_parse(&next->opts, specs, NSPECS, saved_argc,
+	    saved_argv, 1, PROGNAME, USAGE, err, sizeof(err)) != 0 ||
+	    settings_allow(next, &list, err, sizeof(err)) == -1 ||
+	    client_reload(&client, &next->client, what, sizeof(what), err,
+	    sizeof(err)) == -1) {
+		log_warnx("reload failed: %s; still running the previous "
+		    "configuration", err);
+		allow_free(&list);
+		opts_free(&next->opts);
+		free(next);
+		return;
+	}
+	allow_describe(&allow, before, sizeof(before));
+	allow_describe(&list, after, sizeof(after));
+	allow_free(&allow);
+	allow = list;
+	opts_free(&running.opts);
+	running = *next;
+	free(next);
+	log_info("reload: allow-list %s, %s", strcmp(before, after) == 0 ?
+	    "unchanged" : "changed", what);
+	if (strcmp(before, after) != 0)
+		log_allow("reload: ");
 }
 
 int
 main(int argc, char **argv)
 {
-	struct client_options copts;
-	struct opt_spec specs[CLIENT_NSPECS + 1];
+	struct opt_spec specs[NSPECS];
 	struct pool_config pc;
 	struct event_base *base;
-	struct opts o;
+	char err[1024];
 	int rc;
 
-	client_option_specs(&copts, specs);
-	specs[CLIENT_NSPECS] = (struct opt_spec){ 0, "connect-timeout",
-	    OPT_UINT, &connect_timeout, 1, 3600, "SECONDS",
-	    "time to connect to a destination (default 10)" };
-	daemon_parse_options(&o, specs, CLIENT_NSPECS + 1, argc, argv,
-	    PROGNAME, PROGNAME " [-s HOST:PORT] [-c CERT] [-a KEY] [-g GROUP] "
-	    "[options]");
-	daemon_log_init(PROGNAME, copts.verbose, copts.quiet);
+	saved_argc = argc;
+	saved_argv = argv;
+	settings_specs(&running, specs);
+	daemon_parse_options(&running.opts, specs, NSPECS, argc, argv,
+	    PROGNAME, USAGE);
+	daemon_log_init(PROGNAME, running.client.verbose,
+	    running.client.quiet);
+	if (settings_allow(&running, &allow, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		opts_free(&running.opts);
+		return EXIT_USAGE;
+	}
 
 	base = daemon_base_new();
-	client_init(&client, &copts, PROGNAME, base);
+	client_init(&client, &running.client, PROGNAME, base);
 	memset(&pc, 0, sizeof(pc));
 	pc.role = ROLE_REVERSE;
 	pc.on_open = channel_opened;
-	client_start_pool(&client, &copts, &pc);
+	client_start_pool(&client, &running.client, &pc);
+	daemon_on_reload(base, reload, NULL);
 	log_info("relay %s, group %lu: keeping %lu idle channels ready",
-	    copts.server_address, copts.group, copts.pool_min);
+	    running.client.server_address, running.client.group,
+	    running.client.pool_min);
+	log_allow("");
 
 	rc = daemon_run(base);
 
 	conn_free_all();
 	client_free(&client);
 	daemon_base_free(base);
-	opts_free(&o);
+	allow_free(&allow);
+	opts_free(&running.opts);
 	return rc == 0 ? 0 : EXIT_RUNTIME;
 }

@@ -211,3 +211,44 @@ def test_malformed_line_stops_the_relay_with_file_and_line(rights, people):
     assert lines[0].startswith("relay-server: --auth-public-key: %s:%d: " % (
         rights.pub, i + 1)), lines
     assert "entry-pointe" in lines[0]
+
+
+def test_bind_address_meets_from(tunnel, rights, people):
+    """carol's line says from="127.0.0.2": a reverse-proxy with her key and -b 127.0.0.2
+    is admitted and carries the tunnel's traffic; one without -b (its channels come from
+    127.0.0.1) is refused with the reason."""
+    t = tunnel(keys=rights, reverse_proxy=False, ready=False)
+    carol = people["carol"].priv
+    bad = t.start_reverse_proxy(key=carol, extra=["--pool-min", "1"])
+    bad.wait_log("refused authentication: source address not allowed for this key",
+                 timeout=10 * SLOW)
+    t.relay.wait_log("from=127.0.0.2")
+    good = t.start_reverse_proxy(key=carol, extra=["-b", "127.0.0.2"], wait_connected=True)
+    t.wait_ready()
+    for _ in range(3):
+        assert t.probe()
+    # Each pairing names both keys, the group and what the OPEN asked.
+    t.relay.wait_log(re.compile(
+        r"group 0: entry-point 127\.0\.0\.1:\d+ key SHA256:\S+ \(\S+\) paired with "
+        r"reverse-proxy 127\.0\.0\.2:\d+ key SHA256:\S+ \(carol\): to 127\.0\.0\.1:%d "
+        r"for 127\.0\.0\.1:\d+ \(source as the entry-point claims it\)" % t.probe_echo.port))
+    assert "refused" not in good.log()
+
+
+@pytest.mark.parametrize("value", ["localhost", "127.0.0.1:80", "[::1", "300.1.1.1", ""])
+def test_bad_bind_address_exits_2(keys, value):
+    r = subprocess.run([bin_path("entry-point"), "-r", "5001:5001", "-c", keys.cert,
+                        "-a", keys.priv, "-b", value], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2, r
+    assert "--bind-address" in r.stderr or "-b" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_bind_address_that_is_not_local_says_so(tunnel, rights):
+    """-b with an address this host does not have: each dial fails with the reason."""
+    t = tunnel(keys=rights, reverse_proxy=False, entry_point=False, ready=False)
+    rp = t.start_reverse_proxy(extra=["-b", "192.0.2.1", "--pool-min", "1"])
+    rp.wait_log("cannot bind to 192.0.2.1 (--bind-address): Cannot assign requested "
+                "address", timeout=10 * SLOW)
+    assert rp.alive()

@@ -29,7 +29,8 @@ from chanpeer import (DATA, FAILENABLE, FIN, OPEN, OPEN_RESULT, PING, PONG, REUS
 from conftest import (RELAY_WORKERS, SANITIZE, SANITIZER_REPORT, SLOW, KiB, MiB, free_port,
                       round_trip)
 
-PAIRED = re.compile(r"paired entry-point (\S+) with reverse-proxy (\S+)")
+PAIRED = re.compile(r"entry-point (\S+) key \S+(?: \([^)]*\))? paired with "
+                    r"reverse-proxy (\S+)")
 
 
 class Relay:
@@ -154,8 +155,8 @@ def test_frame_behind_auth_that_frees_the_channel_while_an_open_waits(relay, beh
     r.queue_open(entry, frame(OPEN, open_payload(7, "127.0.0.1", "127.0.0.1:1")))
     # On the OPEN's worker, so that the AUTH finds the OPEN waiting there.
     reverse = r.peer_on_worker(worker, "reverse", 11, after_auth=frame(behind))
-    r.daemon.wait_log("paired entry-point %s with reverse-proxy %s" % (entry.local,
-                                                                        reverse.local))
+    r.daemon.wait_log(re.compile(r"entry-point %s key .* paired with reverse-proxy %s "
+                                 % (re.escape(entry.local), re.escape(reverse.local))))
     entry.expect_frame(RST, 10)
     entry.wait_closed(10)
     reverse.wait_closed(10)

@@ -17,7 +17,8 @@ import time
 from conftest import (connect, pseudo_random, read_until_closed, recv_exactly, free_port,
                       KiB, SLOW)
 
-PAIRED = re.compile(r"paired entry-point (\S+) with reverse-proxy (\S+)")
+PAIRED = re.compile(r"entry-point (\S+) key \S+(?: \([^)]*\))? paired with "
+                    r"reverse-proxy (\S+)")
 
 
 def count(log, pattern):

@@ -177,6 +177,9 @@ test_type_names(void **state)
 	assert_string_equal(frame_type_name(200), "unknown");
 	assert_string_equal(open_code_text(OPEN_NO_PEER),
 	    "no reverse-proxy available in this group");
+	assert_string_equal(open_code_text(OPEN_NOT_ALLOWED),
+	    "destination not allowed by the reverse-proxy");
+	assert_string_equal(open_code_text(7), "unknown error");
 	assert_string_equal(auth_code_text(AUTH_BAD_VERSION),
 	    "protocol version not supported");
 	assert_string_equal(auth_code_text(99), "unknown error");

@@ -473,6 +473,24 @@ test_config_file_command_line_wins(void **state)
 	assert_int_equal(count, 3);		/* only in the file */
 }
 
+/* Where each value came from, for messages the program makes later. */
+static void
+test_origin_names_flag_or_file_and_line(void **state)
+{
+	const char *path;
+	char want[64];
+
+	(void)state;
+	path = write_config("# a comment\nname = from-file\n\nport = 1111\n");
+	assert_int_equal(parse("--config", path, "--port", "2222", NULL), 0);
+	snprintf(want, sizeof(want), "%s:2: name", path);
+	assert_string_equal(opts_origin(&o, &name, "x"), want);
+	/* The command line won for --port: its origin is the flag. */
+	assert_string_equal(opts_origin(&o, &port, "x"), "--port");
+	/* Not set anywhere: the fallback. */
+	assert_string_equal(opts_origin(&o, &count, "--count"), "--count");
+}
+
 static void
 test_config_file_error_names_file_and_line(void **state)
 {
@@ -574,6 +592,7 @@ main(void)
 		TEST(test_config_file),
 		TEST(test_config_file_command_line_wins),
 		TEST(test_config_file_error_names_file_and_line),
+		TEST(test_origin_names_flag_or_file_and_line),
 		TEST(test_short_c_is_the_programs_own),
 		TEST(test_config_file_missing),
 		TEST(test_config_file_not_text),

@@ -1,0 +1,80 @@
+/*
+ * conn_internal: what conn.c (one user connection: the splice, its ends,
+ * its teardown) and conn_dial.c (the reverse-proxy's side of OPEN: the
+ * allow-list, the lookup, the connect to each address in turn) share.
+ * Not for use outside those two files.
+ */
+#ifndef CONN_INTERNAL_H
+#define CONN_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/util.h>
+
+#include "conn.h"
+#include "frame.h"
+
+struct allow_list;
+struct bufferevent;
+struct evdns_getaddrinfo_request;
+
+enum conn_state {
+	CONN_WAIT_CHANNEL,	/* entry: source accepted, no channel yet */
+	CONN_RESOLVING,		/* reverse: looking up the destination */
+	CONN_CONNECTING,	/* reverse: connecting to the destination */
+	CONN_OPEN,		/* splicing */
+	CONN_CLOSING,		/* flushing the channel before freeing it */
+};
+
+struct conn {
+	enum conn_state state;
+	enum channel_role role;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct bufferevent *plain;	/* source or destination: writes */
+	struct event *plain_rd;		/* its reads: our own, see below */
+	struct bufferevent *channel;	/* framed, through the relay */
+	int had_channel;
+	int fin_sent;			/* plain read side ended */
+	int fin_received;		/* channel said FIN */
+	int plain_shut;			/* shutdown(SHUT_WR) done */
+	int result_received;		/* entry: OPEN_RESULT seen */
+	int plain_paused, channel_paused;	/* backpressure */
+	struct open_msg open;		/* where to (both sides) */
+	unsigned connect_timeout;
+	struct evutil_addrinfo *addrs, *next_addr;
+	struct evdns_getaddrinfo_request *dns_req;
+	/* reverse: the destination allow-list (the daemon's, read at each
+	 * check, so a reload applies at once) and what it said so far. */
+	const struct allow_list *allow;
+	int name_allowed;		/* a name rule: dial what it resolves to */
+	unsigned addrs_refused;		/* resolved addresses not allowed */
+	uint64_t bytes_out, bytes_in;	/* plain -> channel, channel -> plain */
+	char label[320];		/* for log lines */
+	conn_end_cb *end_cb;
+	void *end_arg;
+	int reaping;			/* on the graveyard list */
+	LIST_ENTRY(conn) link;		/* every conn */
+	TAILQ_ENTRY(conn) grave;	/* conns to free from the loop */
+};
+
+/* conn.c */
+struct conn *conn_alloc(struct event_base *base, enum channel_role role,
+    conn_end_cb *end_cb, void *end_arg);
+/* End c (send_rst: tell the far end; reset_plain: reset the plain
+ * socket); c is freed from the loop, later. */
+void conn_close(struct conn *c, int send_rst, int reset_plain);
+void channel_setup(struct conn *c, struct bufferevent *channel);
+void channel_process(struct conn *c);
+void open_result_send(struct conn *c, uint8_t code, const char *text);
+int plain_read_start(struct conn *c);
+void plain_write_cb(struct bufferevent *bev, void *arg);
+void plain_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* conn_dial.c */
+/* The destination socket's event while connecting (err: the socket
+ * error at the time of the event). */
+void dest_connect_event(struct conn *c, short what, int err);
+
+#endif
