@@ -2,14 +2,13 @@
  * entry-point: runs near the users.  It listens on one port per route;
  * each accepted connection takes an idle channel from the pool (or waits,
  * bounded in number and time, for one), sends OPEN naming the route's
- * destination, and splices.
+ * destination, and splices.  SIGHUP reloads the routes (from the --config
+ * file), the key and the pinned certificate.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <unistd.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -17,7 +16,7 @@
 #include "client.h"
 #include "conn.h"
 #include "daemon.h"
-#include "listener.h"
+#include "entry.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -25,15 +24,20 @@
 #include "route.h"
 
 #define PROGNAME "entry-point"
+#define NSPECS (CLIENT_NSPECS + 1)
+#define USAGE PROGNAME " -r ROUTES [-s HOST:PORT] [-c CERT] [-a KEY] " \
+    "[-g GROUP] [options]"
 /* Built-in limits (README, "entry-point"); past them a new user
  * connection is reset at once. */
 #define WAIT_MAX 4096		/* connections waiting for a channel */
 #define WAIT_TIMEOUT 10		/* seconds one may wait */
 #define CONNS_MAX 20000		/* live connections */
 
-struct route_listener {
-	struct route route;
-	struct listener *listener;
+/* What the options say; a reload parses a new one beside the running. */
+struct settings {
+	struct client_options client;
+	const char *routes_text;	/* -r, or routes = in the file */
+	struct opts opts;		/* storage behind the strings */
 };
 
 struct waiter {
@@ -43,8 +47,10 @@ struct waiter {
 };
 
 static struct client client;
-static struct route_listener listeners[ROUTE_MAX];
-static size_t nlisteners;
+static struct settings *running;
+static struct event_base *base;
+static int saved_argc;
+static char **saved_argv;
 static TAILQ_HEAD(, waiter) waiters = TAILQ_HEAD_INITIALIZER(waiters);
 static unsigned nwaiters;
 static struct event *wait_timer;
@@ -89,8 +95,8 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 	pool_set_waiting(client.pool, nwaiters);
 }
 
-static void
-accept_cb(evutil_socket_t fd, struct sockaddr *addr, void *arg)
+void
+entry_accept(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 {
 	struct route_listener *l = arg;
 	char src[NETADDR_STRLEN], label[ROUTE_HOST_MAX * 2 + 16];
@@ -134,86 +140,147 @@ accept_cb(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 	pool_set_waiting(client.pool, nwaiters);
 }
 
+/* The option table, storing into s; defaults set. */
 static void
-listener_start(struct route_listener *l, struct event_base *base)
+settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 {
-	char err[512], where[NETADDR_STRLEN], name[ROUTE_HOST_MAX * 2 + 16];
-	struct route *r = &l->route;
-	int fd;
+	client_option_specs(&s->client, specs);
+	s->routes_text = NULL;
+	specs[CLIENT_NSPECS] = (struct opt_spec){ 'r', "routes", OPT_STRING,
+	    &s->routes_text, 0, 0, "ROUTES", "comma-separated routes: "
+	    "port:port, ip:port:port, port:host:port, ip:port:host:port "
+	    "(required)" };
+}
 
-	fd = netaddr_listen((struct sockaddr *)&r->listen, r->listen_len,
-	    r->listen_dual_stack, err, sizeof(err));
-	if (fd == -1 && r->listen_dual_stack && errno == EAFNOSUPPORT) {
-		/* No IPv6 here: the IPv4 wildcard does the same job. */
-		struct sockaddr_in *sin = (struct sockaddr_in *)&r->listen;
-		memset(&r->listen, 0, sizeof(r->listen));
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(r->listen_port);
-		r->listen_len = sizeof(*sin);
-		fd = netaddr_listen((struct sockaddr *)&r->listen,
-		    r->listen_len, 0, err, sizeof(err));
+static void
+settings_free(struct settings *s)
+{
+	if (s == NULL)
+		return;
+	opts_free(&s->opts);
+	free(s);
+}
+
+/* The routes that s names, into routes[0..*n-1] (ROUTE_MAX of them).
+ * Returns 0 or -1 (err). */
+static int
+settings_routes(const struct settings *s, struct route *routes, size_t *n,
+    char *err, size_t errlen)
+{
+	char why[512];
+
+	if (s->routes_text == NULL) {
+		snprintf(err, errlen, "--routes is required (for example "
+		    "-r 5001:5001)");
+		return -1;
 	}
-	if (fd == -1)
-		fatalx("route '%s': %s", r->text, err);
-	netaddr_format((struct sockaddr *)&r->listen, where);
-	snprintf(name, sizeof(name), "route '%s'", r->text);
-	if ((l->listener = listener_new(base, fd, name, accept_cb, l)) == NULL)
-		fatalx("route '%s': cannot start the listener", r->text);
-	log_info("route '%s' listening on %s%s", r->text, where,
-	    r->listen_dual_stack ? " (IPv4 and IPv6)" : "");
+	if (route_parse_list(s->routes_text, routes, ROUTE_MAX, n, why,
+	    sizeof(why)) == -1) {
+		/* "--routes: ..." or "FILE:LINE: routes: ...". */
+		snprintf(err, errlen, "%s: %s", opts_origin(&s->opts,
+		    &s->routes_text, "--routes"), why);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * SIGHUP: the options again (the --config file may have changed), the
+ * routes, the key and the certificate.  All or nothing: the new routes'
+ * ports are opened first, and on any error they are closed again and the
+ * running configuration stays as it is.
+ */
+static void
+reload(void *arg)
+{
+	char err[1024], what[512], changes[1024];
+	struct opt_spec specs[NSPECS];
+	struct routes_change ch;
+	struct route *routes;
+	struct settings *next;
+	size_t n;
+	int rc;
+
+	(void)arg;
+	/* ROUTE_MAX routes are 65 KiB: not for the stack of a callback. */
+	next = calloc(1, sizeof(*next));
+	routes = calloc(ROUTE_MAX, sizeof(*routes));
+	if (next == NULL || routes == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	settings_specs(next, specs);
+	err[0] = '\0';
+	if ((rc = opts_parse(&next->opts, specs, NSPECS, saved_argc,
+	    saved_argv, 1, PROGNAME, USAGE, err, sizeof(err))) != 0) {
+		if (rc == 1)	/* --help, -V: main() exited on them */
+			snprintf(err, sizeof(err), "unexpected --help");
+		goto fail;
+	}
+	if (settings_routes(next, routes, &n, err, sizeof(err)) == -1 ||
+	    routes_prepare(base, routes, n, &ch, err, sizeof(err)) == -1)
+		goto fail;
+	if (client_reload(&client, &next->client, what, sizeof(what), err,
+	    sizeof(err)) == -1) {
+		routes_cancel(&ch);
+		goto fail;
+	}
+	routes_commit(&ch, changes, sizeof(changes));
+	settings_free(running);
+	running = next;
+	free(routes);
+	log_info("reload: %s, %s", changes, what);
+	return;
+fail:
+	log_warnx("reload failed: %s; still running the previous "
+	    "configuration", err);
+	settings_free(next);
+	free(routes);
 }
 
 int
 main(int argc, char **argv)
 {
-	struct client_options copts;
-	struct opt_spec specs[CLIENT_NSPECS + 1];
+	struct opt_spec specs[NSPECS];
 	struct route routes[ROUTE_MAX];
 	struct timeval second = { 1, 0 };
-	const char *routes_text = NULL;
+	struct routes_change ch;
 	struct pool_config pc;
-	struct event_base *base;
 	struct waiter *w;
-	char err[512];
-	struct opts o;
-	size_t n, i;
+	char err[1024];
+	size_t n;
 	int rc;
 
-	client_option_specs(&copts, specs);
-	specs[CLIENT_NSPECS] = (struct opt_spec){ 'r', "routes", OPT_STRING,
-	    &routes_text, 0, 0, "ROUTES", "comma-separated routes: port:port, "
-	    "ip:port:port, port:host:port, ip:port:host:port (required)" };
-	daemon_parse_options(&o, specs, CLIENT_NSPECS + 1, argc, argv,
-	    PROGNAME, PROGNAME " -r ROUTES [-s HOST:PORT] [-c CERT] [-a KEY] "
-	    "[-g GROUP] [options]");
-	daemon_log_init(PROGNAME, copts.verbose, copts.quiet);
-	if (routes_text == NULL) {
-		fprintf(stderr, "%s: --routes is required (for example "
-		    "-r 5001:5001)\n", PROGNAME);
-		opts_free(&o);
-		return EXIT_USAGE;
+	saved_argc = argc;
+	saved_argv = argv;
+	if ((running = calloc(1, sizeof(*running))) == NULL) {
+		fprintf(stderr, "%s: out of memory\n", PROGNAME);
+		return EXIT_RUNTIME;
 	}
-	if (route_parse_list(routes_text, routes, ROUTE_MAX, &n, err,
-	    sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --routes: %s\n", PROGNAME, err);
-		opts_free(&o);
+	settings_specs(running, specs);
+	daemon_parse_options(&running->opts, specs, NSPECS, argc, argv,
+	    PROGNAME, USAGE);
+	daemon_log_init(PROGNAME, running->client.verbose,
+	    running->client.quiet);
+	if (settings_routes(running, routes, &n, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		settings_free(running);
 		return EXIT_USAGE;
 	}
 
 	base = daemon_base_new();
-	client_init(&client, &copts, PROGNAME, base);
-	for (i = 0; i < n; i++) {
-		listeners[i].route = routes[i];
-		listener_start(&listeners[i], base);
-		nlisteners++;
-	}
+	client_init(&client, &running->client, PROGNAME, base);
+	if (routes_prepare(base, routes, n, &ch, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	routes_commit(&ch, err, sizeof(err));	/* the summary: unused */
 	memset(&pc, 0, sizeof(pc));
 	pc.role = ROLE_ENTRY;
 	pc.on_idle = serve_waiters;
-	client_start_pool(&client, &copts, &pc);
+	client_start_pool(&client, &running->client, &pc);
 	if ((wait_timer = event_new(base, -1, EV_PERSIST, wait_timer_cb,
 	    NULL)) == NULL || event_add(wait_timer, &second) == -1)
 		fatalx("cannot arm the wait timer");
+	daemon_on_reload(base, reload, NULL);
 
 	rc = daemon_run(base);
 
@@ -222,11 +289,10 @@ main(int argc, char **argv)
 		free(w);
 	}
 	conn_free_all();
-	for (i = 0; i < nlisteners; i++)
-		listener_free(listeners[i].listener);
+	routes_free_all();
 	event_free(wait_timer);
 	client_free(&client);
 	daemon_base_free(base);
-	opts_free(&o);
+	settings_free(running);
 	return rc == 0 ? 0 : EXIT_RUNTIME;
 }
