@@ -1,13 +1,13 @@
 #include "auth.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <sodium.h>
+
+#include "keyfile.h"
 
 #define AUTH_CONTEXT "tcp-reverse-proxy auth v1"
 
@@ -37,7 +37,6 @@ auth_key_load(const char *path, struct auth_key *k, char *err, size_t errlen)
 	uint8_t seed[crypto_sign_SEEDBYTES];
 	size_t seedlen = sizeof(seed);
 	EVP_PKEY *pkey = NULL;
-	struct stat st;
 	FILE *f;
 	int rc = -1;
 
@@ -45,20 +44,8 @@ auth_key_load(const char *path, struct auth_key *k, char *err, size_t errlen)
 		snprintf(err, errlen, "libsodium failed to start");
 		return -1;
 	}
-	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if ((f = keyfile_open(path, err, errlen)) == NULL)
 		return -1;
-	}
-	if (fstat(fileno(f), &st) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen, "%s: permissions %04o are too open for "
-		    "a private key (chmod 600 it)", path,
-		    (unsigned)(st.st_mode & 07777));
-		goto out;
-	}
 	if ((pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL ||
 	    EVP_PKEY_id(pkey) != EVP_PKEY_ED25519 ||
 	    EVP_PKEY_get_raw_private_key(pkey, seed, &seedlen) != 1 ||

@@ -14,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "auth.h"
+#include "keyfile.h"
 
 const char *
 tls_error_text(struct bufferevent *bev, char *buf, size_t len)
@@ -74,26 +75,38 @@ tls_server_ctx_new(const char *cert_path, const char *key_path, char *err,
     size_t errlen)
 {
 	char prefix[512];
+	EVP_PKEY *pkey;
 	SSL_CTX *ctx;
+	FILE *f;
 
 	if ((ctx = ctx_new(TLS_server_method())) == NULL) {
 		ssl_error(err, errlen, "TLS context");
 		return NULL;
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-		snprintf(prefix, sizeof(prefix), "%s: cannot load certificate",
-		    cert_path);
+		snprintf(prefix, sizeof(prefix), "--server-cert: %s: cannot "
+		    "load certificate", cert_path);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) !=
-	    1) {
-		snprintf(prefix, sizeof(prefix), "%s: cannot load private key",
-		    key_path);
+	/* The key is read from the descriptor keyfile_open checked, not
+	 * opened again by name (SSL_CTX_use_PrivateKey_file). */
+	if ((f = keyfile_open(key_path, prefix, sizeof(prefix))) == NULL) {
+		snprintf(err, errlen, "--server-key: %s", prefix);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	(void)fclose(f);	/* read only: nothing to lose */
+	if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
+		EVP_PKEY_free(pkey);
+		snprintf(prefix, sizeof(prefix), "--server-key: %s: cannot "
+		    "load private key", key_path);
 		goto fail;
 	}
+	EVP_PKEY_free(pkey);	/* ctx holds its own reference */
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(prefix, sizeof(prefix), "%s does not match %s",
-		    key_path, cert_path);
+		snprintf(prefix, sizeof(prefix), "--server-key: %s does not "
+		    "match %s", key_path, cert_path);
 		goto fail;
 	}
 	/* One stateless ticket per handshake: clients resume with it when

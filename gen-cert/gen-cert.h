@@ -40,9 +40,11 @@ struct gen_options {
 
 struct output_file {
 	char path[PATH_MAX];
+	char tmp[PATH_MAX];	/* under force: written here, renamed to path */
 	mode_t mode;
 	FILE *f;		/* open between output_open and output_close */
 	int created;		/* ours: removed again by output_abort */
+	int written;		/* closed after a successful write */
 	char buf[4096];		/* f's buffer, wiped: it held a key */
 };
 
@@ -71,12 +73,17 @@ int output_add(struct output *out, const char *name, mode_t mode);
 int output_prepare(struct output *out);
 
 /*
- * Create file i with its mode (after removing the old one under force)
- * and return a stream for it, or NULL (logged).
+ * Create file i with its mode and return a stream for it, or NULL
+ * (logged).  Under force it is created beside the old file under a
+ * temporary name, and the old file stays until the run's last close.
  */
 FILE *output_open(struct output *out, size_t i);
 
-/* Flush, sync and close file i.  Returns 0 or -1 (logged). */
+/*
+ * Flush, sync and close file i.  When it is the last of the run to be
+ * written, put them all in place (under force, rename each over its old
+ * file) and sync dir.  Returns 0 or -1 (logged).
+ */
 int output_close(struct output *out, size_t i);
 
 /* The path of file i. */
@@ -84,7 +91,8 @@ const char *output_path(const struct output *out, size_t i);
 
 /*
  * After a failure: close what is open, remove every file this run
- * created and dir if it made it.  Safe at any point after output_init.
+ * created and has not put in place, and dir if it made it.  Safe at any
+ * point after output_init.
  */
 void output_abort(struct output *out);
 

@@ -2,7 +2,8 @@
 
 Read top to bottom: x509 with the default names and with --dns/--ip, the
 modes of the files, no overwrite without --force, bad values as usage
-errors, then the ed25519 pair.  Every test writes into its own tmp_path.
+errors, then the ed25519 pair, then --force replacing a pair all or
+nothing.  Every test writes into its own tmp_path.
 """
 
 import base64
@@ -10,6 +11,8 @@ import ipaddress
 import os
 import pwd
 import re
+import resource
+import signal
 import socket
 import stat
 import subprocess
@@ -20,10 +23,10 @@ BIN_DIR = os.environ.get("TRP_BIN_DIR", "/work/main/build/linux/amd64")
 GEN_CERT = os.path.join(BIN_DIR, "gen-cert")
 
 
-def gen_cert(*args, cwd=None):
+def gen_cert(*args, cwd=None, preexec_fn=None):
     """Run gen-cert with args; returns the CompletedProcess (text)."""
     return subprocess.run([GEN_CERT, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=30)
+                          text=True, timeout=30, preexec_fn=preexec_fn)
 
 
 def openssl(*args):
@@ -63,6 +66,23 @@ def ssh_keygen_fingerprint(pub):
 
 def mode(path):
     return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def files(directory):
+    """{name: (inode, content)} of every entry of directory."""
+    return {name: (os.lstat(directory / name).st_ino,
+                   (directory / name).read_bytes())
+            for name in sorted(os.listdir(directory))}
+
+
+def assert_all_new(directory, old):
+    """directory holds the same names as old (no temporary file left), each
+    a new file (another inode) with new content."""
+    new = files(directory)
+    assert sorted(new) == sorted(old)
+    for name in old:
+        assert new[name][0] != old[name][0], f"{name}: same inode"
+        assert new[name][1] != old[name][1], f"{name}: same content"
 
 
 def one_line(stderr):
@@ -154,14 +174,18 @@ def test_x509_refuses_to_overwrite_without_force(tmp_path):
 def test_x509_force_replaces_both_files(tmp_path):
     out = tmp_path / "cert"
     assert gen_cert("x509", "-o", str(out)).returncode == 0
-    old_key = (out / "server.key").read_bytes()
+    old = files(out)
     os.chmod(out / "server.key", 0o644)
 
     p = gen_cert("x509", "-o", str(out), "--force", "--dns", "new.test")
     assert p.returncode == 0, p.stderr
-    assert (out / "server.key").read_bytes() != old_key
+    assert_all_new(out, old)
     assert mode(out / "server.key") == 0o600
+    assert mode(out / "server.crt") == 0o644
     assert sans(out / "server.crt") == [("DNS", "new.test")]
+    assert openssl("x509", "-in", str(out / "server.crt"), "-noout",
+                   "-pubkey") == \
+        openssl("pkey", "-in", str(out / "server.key"), "-pubout")
 
 
 @pytest.mark.parametrize("value", ["1.2.3.x", "256.1.1.1", "1.2.3",
@@ -266,6 +290,94 @@ def test_ed25519_refuses_to_overwrite_without_force(tmp_path):
     assert mode(out / "auth") == 0o600
     assert gen_cert("pubkey", "-a", str(out / "auth"), "-C", "x").stdout.split()[1] == \
         (out / "auth.pub").read_text().split()[1]
+
+
+# --force: all or nothing
+
+
+def test_ed25519_force_replaces_both_files(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out), "-C", "old").returncode == 0
+    old = files(out)
+
+    p = gen_cert("ed25519", "-o", str(out), "-C", "new", "--force")
+    assert p.returncode == 0, p.stderr
+    assert_all_new(out, old)
+    assert mode(out / "auth") == 0o600
+    assert mode(out / "auth.pub") == 0o644
+    assert (out / "auth.pub").read_text().endswith(" new\n")
+    assert gen_cert("pubkey", "-a", str(out / "auth"), "-C", "new").stdout == \
+        (out / "auth.pub").read_text()
+
+
+def file_size_limit(limit):
+    """A preexec_fn: files may grow to limit bytes, and a write past it fails
+    with EFBIG (SIGXFSZ ignored) instead of killing the process."""
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+# The first file of each pair (the private key) fits in the limit, the
+# second does not: the run fails after one new file is written in full.
+@pytest.mark.parametrize("args,limit,failing", [
+    (["x509"], 400, "server.crt"),                  # key 241 bytes, crt ~640
+    (["ed25519", "-C", "c" * 200], 200, "auth.pub"),  # auth 119, line 282
+], ids=["x509", "ed25519"])
+def test_force_failing_mid_run_leaves_the_old_pair(tmp_path, args, limit,
+                                                   failing):
+    out = tmp_path / "cert"
+    assert gen_cert(*args, "-o", str(out)).returncode == 0
+    old = files(out)
+
+    p = gen_cert(*args, "-o", str(out), "--force",
+                 preexec_fn=file_size_limit(limit))
+    assert p.returncode == 1, p
+    assert f"cannot write {out}/{failing}" in p.stderr
+    assert "wrote" not in p.stdout
+    # Both old files as they were (same inode, same bytes), and no
+    # temporary file of the run left beside them.
+    assert files(out) == old
+
+
+def test_force_refuses_a_directory_in_place_of_one_file(tmp_path):
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out)).returncode == 0
+    (out / "auth.pub").unlink()
+    (out / "auth.pub").mkdir()
+    old_auth = (os.lstat(out / "auth").st_ino, (out / "auth").read_bytes())
+
+    p = gen_cert("ed25519", "-o", str(out), "--force")
+    assert p.returncode == 1
+    assert f"{out}/auth.pub is a directory" in p.stderr
+    assert (os.lstat(out / "auth").st_ino, (out / "auth").read_bytes()) == \
+        old_auth
+    assert sorted(os.listdir(out)) == ["auth", "auth.pub"]
+
+
+def test_force_says_which_file_is_new_when_a_rename_fails(tmp_path):
+    """rename(2) is atomic per file, not for the pair: when the second rename
+    fails (here: the old auth.pub is immutable), the first file is new
+    already, and gen-cert says so; no temporary file is left."""
+    out = tmp_path / "cert"
+    assert gen_cert("ed25519", "-o", str(out)).returncode == 0
+    old = files(out)
+    if subprocess.run(["chattr", "+i", str(out / "auth.pub")],
+                      capture_output=True).returncode != 0:
+        pytest.skip("chattr +i does not work here (not root, or the file "
+                    "system has no such attribute)")
+    try:
+        p = gen_cert("ed25519", "-o", str(out), "--force")
+    finally:
+        subprocess.run(["chattr", "-i", str(out / "auth.pub")], check=True)
+    assert p.returncode == 1
+    assert f"cannot replace {out}/auth.pub" in p.stderr
+    assert f"{out}/auth was replaced already" in p.stderr
+    now = files(out)
+    assert sorted(now) == ["auth", "auth.pub"]
+    assert now["auth.pub"] == old["auth.pub"]
+    assert now["auth"] != old["auth"]
 
 
 # The command line
