@@ -162,10 +162,13 @@ chan_auth_result(struct pool_chan *c, struct evbuffer *in,
 	if (version != PROTOCOL_VERSION || code != AUTH_OK) {
 		snprintf(why, sizeof(why), "refused authentication: %s (relay "
 		    "protocol version %u)", auth_code_text(code), version);
-		/* Only the key's channel limit (and a busy relay) can change
-		 * by itself: back off long on anything else. */
+		/* Back off long on a refusal: it will not change by
+		 * itself, or (the key's channel limit) only when channels of
+		 * the key close, and the pool holds some of them then: it
+		 * need not ask ten times a minute.  Only a busy relay is
+		 * worth the short backoff. */
 		c->pool->refused = version != PROTOCOL_VERSION ||
-		    (code != AUTH_KEY_FULL && code != AUTH_BUSY);
+		    code != AUTH_BUSY;
 		dial_failed(c, why);
 		return -1;
 	}

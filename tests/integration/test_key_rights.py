@@ -252,3 +252,25 @@ def test_bind_address_that_is_not_local_says_so(tunnel, rights):
     rp.wait_log("cannot bind to 192.0.2.1 (--bind-address): Cannot assign requested "
                 "address", timeout=10 * SLOW)
     assert rp.alive()
+
+
+def test_max_channels_holds_while_the_pool_asks_for_more(tunnel, rights, people):
+    """dave's line allows 3 channels; his reverse-proxy wants 6 idle ones.  The relay holds
+    him at 3, both sides say why once, his pool backs off (1 s doubling, not 100 ms) and the
+    3 channels carry the tunnel's traffic."""
+    t = tunnel(keys=rights, reverse_proxy=False, ready=False, relay_args=["-v"])
+    rp = t.start_reverse_proxy(key=people["dave"].priv, extra=["--pool-min", "6"])
+    rp.wait_log("refused authentication: this key's channel limit reached", timeout=10 * SLOW)
+    t.wait_ready()
+    time.sleep(4)
+    log = t.relay.log()
+    admitted = len(re.findall(r"reverse-proxy authenticated, group 0, key SHA256:\S+ \(dave\)",
+                              log))
+    refused = len(re.findall(r"channel limit reached: key SHA256:\S+ \(dave\)", log))
+    assert admitted == 3, "%d of dave's channels admitted" % admitted
+    # About 5 s since the first refusal: 1 s doubling makes 2-3 tries; 100 ms doubling
+    # (the backoff after an ordinary failure) would have made 6.
+    assert 1 <= refused <= 4, "%d refusals" % refused
+    assert len(re.findall(r"channel limit reached", rp.log())) == 1
+    for _ in range(5):
+        assert t.probe()
