@@ -437,6 +437,33 @@ channel_open_result(struct conn *c, struct evbuffer *in,
 	return 0;
 }
 
+/*
+ * entry-point: the relay reloaded its keys and refused this channel's
+ * (AUTH_RESULT instead of an answer to OPEN: the key lost its rights
+ * while the channel was idle or the OPEN waited).  The user is reset; the
+ * pool learns of the refusal at its next dial.
+ */
+static void
+channel_refused(struct conn *c, struct evbuffer *in,
+    const struct frame_header *h)
+{
+	uint8_t payload[FRAME_CONTROL_MAX], version = 0, code = 0;
+	char err[FRAME_ERRLEN];
+
+	(void)evbuffer_drain(in, FRAME_HEADER_LEN);
+	if (evbuffer_remove(in, payload, h->length) != (int)h->length ||
+	    auth_result_decode(payload, h->length, &version, &code, err,
+	    sizeof(err)) == -1 || code == AUTH_OK) {
+		log_warnx("%s: protocol error: AUTH_RESULT on a used channel",
+		    c->label);
+		conn_close(c, 1, 1);
+		return;
+	}
+	log_info("%s: cannot open: the relay refused the channel's key: %s",
+	    c->label, auth_code_text(code));
+	conn_close(c, 0, 1);
+}
+
 /* Is a frame of this type, from the channel, out of place now? */
 static int
 channel_unexpected(const struct conn *c, uint8_t type)
@@ -447,6 +474,7 @@ channel_unexpected(const struct conn *c, uint8_t type)
 		return c->fin_received ||
 		    (c->role == ROLE_ENTRY && !c->result_received);
 	case FRAME_OPEN_RESULT:
+	case FRAME_AUTH_RESULT:
 		return c->role != ROLE_ENTRY || c->result_received;
 	case FRAME_RST:
 	case FRAME_PING:
@@ -500,6 +528,9 @@ channel_process(struct conn *c)
 			if (channel_open_result(c, in, &h) == -1)
 				return;
 			break;
+		case FRAME_AUTH_RESULT:
+			channel_refused(c, in, &h);
+			return;
 		default:
 			/* PING, PONG: keepalives that crossed the pairing, no
 			 * meaning end to end. */

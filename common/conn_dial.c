@@ -27,6 +27,7 @@
 #include "wire.h"
 
 static void try_next_address(struct conn *c);
+static void open_not_allowed(struct conn *c, const char *why);
 
 /* The destination could not be reached at all: say why, to the log and
  * to the entry-point, and close. */
@@ -80,25 +81,38 @@ dest_connect_event(struct conn *c, short what, int err)
 	/* This address failed: try the next one, if any. */
 	bufferevent_free(c->plain);
 	c->plain = NULL;
-	if (c->next_addr != NULL) {
-		try_next_address(c);
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT)
-		open_failed(c, OPEN_UNREACHABLE, "connect timed out");
-	else
-		open_failed(c, err == ECONNREFUSED ? OPEN_REFUSED :
-		    OPEN_UNREACHABLE, evutil_socket_error_to_string(err));
+	c->dial_error = (what & BEV_EVENT_TIMEOUT) ? ETIMEDOUT : err;
+	try_next_address(c);
 }
 
-/* May c dial ai?  Every address is checked unless a name rule allowed the
- * name itself. */
+/* Every address has been tried or refused: say how the open failed. */
+static void
+no_address_left(struct conn *c)
+{
+	if (!c->dialled && c->addrs_refused > 0)
+		/* Nothing dialled: every address was refused. */
+		open_not_allowed(c, c->addrs_refused == 1 ? "its address is "
+		    "not allowed" : "none of its addresses is allowed");
+	else if (c->dial_error == ETIMEDOUT)
+		open_failed(c, OPEN_UNREACHABLE, "connect timed out");
+	else
+		/* (A refused connect is never immediate: it comes as an
+		 * event.) */
+		open_failed(c, c->dial_error == ECONNREFUSED ? OPEN_REFUSED :
+		    OPEN_UNREACHABLE, c->dial_error != 0 ?
+		    evutil_socket_error_to_string(c->dial_error) :
+		    "no address");
+}
+
+/* May c dial ai?  Every address is checked unless a name rule allows the
+ * name itself, both asked of the list as it is now (a reload may have
+ * swapped it while the name resolved). */
 static int
 address_allowed(struct conn *c, const struct evutil_addrinfo *ai)
 {
 	char where[NETADDR_STRLEN];
 
-	if (c->name_allowed ||
+	if (allow_name(c->allow, c->open.host, c->open.port) ||
 	    allow_address(c->allow, ai->ai_addr, c->open.port))
 		return 1;
 	netaddr_format(ai->ai_addr, where);
@@ -110,7 +124,7 @@ address_allowed(struct conn *c, const struct evutil_addrinfo *ai)
 /*
  * Connect to the next allowed address in c->next_addr.  A failure that
  * comes later reaches dest_connect_event, which calls here again for the
- * address after.  bufferevent_socket_connect reports some failures only by
+ * address after (or for the verdict, when none is left).  bufferevent_socket_connect reports some failures only by
  * returning -1, with no event to follow (socket() out of descriptors,
  * connect() failing at once): those move on to the next address here, and
  * after the last one the open fails.
@@ -120,13 +134,12 @@ try_next_address(struct conn *c)
 {
 	struct timeval tv = { (time_t)c->connect_timeout, 0 };
 	struct evutil_addrinfo *ai;
-	int err = 0, tried = 0;
 
 	while ((ai = c->next_addr) != NULL) {
 		c->next_addr = ai->ai_next;
 		if (!address_allowed(c, ai))
 			continue;
-		tried = 1;
+		c->dialled = 1;
 		c->plain = bufferevent_socket_new(c->base, -1,
 		    BEV_OPT_CLOSE_ON_FREE);
 		if (c->plain == NULL) {
@@ -142,19 +155,11 @@ try_next_address(struct conn *c)
 		if (bufferevent_socket_connect(c->plain, ai->ai_addr,
 		    (int)ai->ai_addrlen) == 0)
 			return;
-		err = EVUTIL_SOCKET_ERROR();
+		c->dial_error = EVUTIL_SOCKET_ERROR();
 		bufferevent_free(c->plain);
 		c->plain = NULL;
 	}
-	if (!tried && c->addrs_refused > 0) {
-		/* Nothing dialled: every address was refused. */
-		open_not_allowed(c, c->addrs_refused == 1 ? "its address is "
-		    "not allowed" : "none of its addresses is allowed");
-		return;
-	}
-	/* (A refused connect is never immediate: it comes as an event.) */
-	open_failed(c, OPEN_UNREACHABLE, err != 0 ?
-	    evutil_socket_error_to_string(err) : "no address");
+	no_address_left(c);
 }
 
 static void
@@ -241,8 +246,7 @@ destination_check(struct conn *c)
 		open_not_allowed(c, "not allowed");
 		return 0;
 	}
-	c->name_allowed = allow_name(c->allow, c->open.host, c->open.port);
-	return 1;
+	return 1;		/* a name: checked with each address */
 }
 
 void

@@ -48,8 +48,9 @@ struct conn {
 	/* reverse: the destination allow-list (the daemon's, read at each
 	 * check, so a reload applies at once) and what it said so far. */
 	const struct allow_list *allow;
-	int name_allowed;		/* a name rule: dial what it resolves to */
 	unsigned addrs_refused;		/* resolved addresses not allowed */
+	int dialled;			/* an address was tried */
+	int dial_error;			/* how the last one failed: errno */
 	uint64_t bytes_out, bytes_in;	/* plain -> channel, channel -> plain */
 	char label[320];		/* for log lines */
 	conn_end_cb *end_cb;

@@ -11,11 +11,15 @@
 
 struct limit {
 	atomic_uint used;
-	unsigned max;
+	atomic_uint max;
 };
 
 /* A limit of max units, none taken. */
 void limit_init(struct limit *l, unsigned max);
+
+/* A new maximum (a reload): units taken beyond it stay taken, and no new
+ * one is given until the count is below it. */
+void limit_set_max(struct limit *l, unsigned max);
 
 /* Take one unit: returns 0, or -1 (nothing taken) when max are taken. */
 int limit_take(struct limit *l);

@@ -28,6 +28,8 @@
 /* After a refusal that will not change by itself (see chan_auth_result). */
 #define REFUSED_BACKOFF_MIN_MS 1000
 #define REFUSED_BACKOFF_MAX_MS 60000
+/* After the key's channel limit: from 1 s to 10 s. */
+#define FULL_BACKOFF_MAX_MS 10000
 
 const char *
 pool_relay_name(const struct pool *p)
@@ -200,10 +202,12 @@ dial_failed(struct pool_chan *c, const char *why)
 	}
 	chan_close(c);
 	p->failures++;
-	ms = p->refused ? pool_refused_backoff_ms(p->failures,
+	ms = p->refused == POOL_REFUSED ? pool_refused_backoff_ms(p->failures,
+	    randombytes_uniform) : p->refused == POOL_REFUSED_FULL ?
+	    backoff(p->failures, REFUSED_BACKOFF_MIN_MS, FULL_BACKOFF_MAX_MS,
 	    randombytes_uniform) : pool_backoff_ms(p->failures,
 	    randombytes_uniform);
-	p->refused = 0;		/* said again by the next refusal */
+	p->refused = POOL_FAILED;	/* said again by the next refusal */
 	if (!p->retry_pending) {
 		tv.tv_sec = (time_t)(ms / 1000);
 		tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;

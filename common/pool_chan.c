@@ -162,13 +162,15 @@ chan_auth_result(struct pool_chan *c, struct evbuffer *in,
 	if (version != PROTOCOL_VERSION || code != AUTH_OK) {
 		snprintf(why, sizeof(why), "refused authentication: %s (relay "
 		    "protocol version %u)", auth_code_text(code), version);
-		/* Back off long on a refusal: it will not change by
-		 * itself, or (the key's channel limit) only when channels of
-		 * the key close, and the pool holds some of them then: it
-		 * need not ask ten times a minute.  Only a busy relay is
-		 * worth the short backoff. */
-		c->pool->refused = version != PROTOCOL_VERSION ||
-		    code != AUTH_BUSY;
+		/* Back off long on a refusal that will not change by
+		 * itself; the key's channel limit changes when channels of
+		 * the key close (this pool's, or another holder's of the
+		 * same key): a middle backoff, up to 10 s.  A busy relay:
+		 * the short one. */
+		if (version == PROTOCOL_VERSION && code == AUTH_KEY_FULL)
+			c->pool->refused = POOL_REFUSED_FULL;
+		else if (version != PROTOCOL_VERSION || code != AUTH_BUSY)
+			c->pool->refused = POOL_REFUSED;
 		dial_failed(c, why);
 		return -1;
 	}

@@ -49,7 +49,11 @@ struct pool {
 	struct event *reaper;		/* frees the dead, from the loop */
 	unsigned ndialing, nidle, nreturning, nback, in_use, waiting;
 	unsigned failures;		/* dials failed in a row */
-	int refused;			/* this failure: refused for good */
+	enum {
+		POOL_FAILED,		/* a failure like any (short backoff) */
+		POOL_REFUSED_FULL,	/* the key's channel limit */
+		POOL_REFUSED,		/* refused for good */
+	} refused;			/* what this failure was */
 	struct event *retry;		/* backoff timer */
 	int retry_pending;
 	int connected_once;

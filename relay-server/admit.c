@@ -60,41 +60,54 @@ verdict_code(enum authkey_verdict v)
 	return AUTH_MALFORMED;	/* not reached: the caller refuses only */
 }
 
-/*
- * Does k's line allow m from c's address, with room under its
- * max-channels=?  Returns 0 (c holds one of the key's channels now), or
- * -1 after refusing.
- */
+/* Does k's line allow role and group from c's address?  Returns 0, or
+ * -1 after refusing (when: "" or "after a reload: ", for the log). */
 static int
-auth_rights(struct rchan *c, struct keyset *ks, const struct authkey *k,
-    uint8_t role, uint32_t group, const char *when, struct limit **slotp)
+rights_check(struct rchan *c, const struct authkey *k, uint8_t role,
+    uint32_t group, const char *when)
 {
-	struct limit *slot = &ks->slots[k - ks->keys.keys];
 	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
 	char rules[256];
 	enum authkey_verdict v;
 
-	*slotp = NULL;
-	authkey_label(k, label, sizeof(label));
 	v = authkey_check(k, role, group, (struct sockaddr *)&c->addr);
-	if (v != AUTHKEY_OK) {
-		authkey_describe(k, rules, sizeof(rules));
-		auth_refuse(c, verdict_code(v), "%s%s: key %s asked to be %s in "
-		    "group %u; line %u of its file allows %s", when,
-		    authkey_verdict_text(v), label, role_name(role), group,
-		    k->line, rules);
+	if (v == AUTHKEY_OK)
+		return 0;
+	authkey_label(k, label, sizeof(label));
+	authkey_describe(k, rules, sizeof(rules));
+	auth_refuse(c, verdict_code(v), "%s%s: key %s asked to be %s in group "
+	    "%u; line %u of its file allows %s", when, authkey_verdict_text(v),
+	    label, role_name(role), group, k->line, rules);
+	return -1;
+}
+
+/* Take one of the key's channels (max-channels=) for c, unless c holds
+ * one already (the count is the key's, across reloads).  0, or -1 after
+ * refusing. */
+static int
+slot_take(struct rchan *c, struct keyset *ks, const struct authkey *k,
+    const char *when)
+{
+	struct limit *slot = ks->slots[k - ks->keys.keys];
+	char label[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
+
+	if (k->max_channels == 0) {
+		if (c->key_slot != NULL)	/* the line lost its limit */
+			limit_give(c->key_slot);
+		c->key_slot = NULL;
+		return 0;
+	}
+	if (c->key_slot != NULL)
+		return 0;		/* the same key, the same count */
+	if (limit_take(slot) == -1) {
+		authkey_label(k, label, sizeof(label));
+		auth_refuse(c, AUTH_KEY_FULL, "%s%s: key %s holds %u channels "
+		    "(max-channels=%u, line %u)", when,
+		    auth_code_text(AUTH_KEY_FULL), label, limit_used(slot),
+		    k->max_channels, k->line);
 		return -1;
 	}
-	if (k->max_channels > 0) {
-		if (limit_take(slot) == -1) {
-			auth_refuse(c, AUTH_KEY_FULL, "%s%s: key %s holds %u "
-			    "channels (max-channels=%u, line %u)", when,
-			    auth_code_text(AUTH_KEY_FULL), label,
-			    limit_used(slot), k->max_channels, k->line);
-			return -1;
-		}
-		*slotp = slot;		/* given back by rchan_free */
-	}
+	c->key_slot = slot;		/* given back by rchan_free */
 	return 0;
 }
 
@@ -102,8 +115,8 @@ int
 admit_recheck(struct rchan *c)
 {
 	char fpr[SSHKEY_FINGERPRINT_LEN + SSHKEY_COMMENT_MAX + 4];
+	const char *when = "after a reload: ";
 	const struct authkey *k;
-	struct limit *slot;
 	struct keyset *ks;
 
 	if (c->keyset == NULL || keyset_is_current(c->keyset))
@@ -113,22 +126,19 @@ admit_recheck(struct rchan *c)
 	if ((k = authkeys_find(&ks->keys, c->key->pk)) == NULL) {
 		authkey_label(c->key, fpr, sizeof(fpr));
 		keyset_release(ks);
-		auth_refuse(c, AUTH_UNKNOWN_KEY, "after a reload: key %s is no "
-		    "longer in the authorized keys", fpr);
+		auth_refuse(c, AUTH_UNKNOWN_KEY, "%skey %s is no longer in the "
+		    "authorized keys", when, fpr);
 		return -1;
 	}
-	if (auth_rights(c, ks, k, c->role, c->gid, "after a reload: ",
-	    &slot) == -1) {
+	if (rights_check(c, k, c->role, c->gid, when) == -1 ||
+	    slot_take(c, ks, k, when) == -1) {
 		keyset_release(ks);
 		return -1;
 	}
-	/* Admitted again: the old set's slot and reference go. */
-	if (c->key_slot != NULL)
-		limit_give(c->key_slot);
+	/* Admitted again, under the current set. */
 	keyset_release(c->keyset);
 	c->keyset = ks;
 	c->key = k;
-	c->key_slot = slot;
 	return 0;
 }
 
@@ -178,7 +188,8 @@ auth_check(struct rchan *c, const struct frame_header *h)
 		    auth_code_text(AUTH_BAD_SIGNATURE), label);
 		return -1;
 	}
-	if (auth_rights(c, ks, k, m.role, m.group, "", &c->key_slot) == -1) {
+	if (rights_check(c, k, m.role, m.group, "") == -1 ||
+	    slot_take(c, ks, k, "") == -1) {
 		keyset_release(ks);
 		return -1;
 	}

@@ -144,8 +144,13 @@ group_pair(struct group *g)
 	struct rchan *e, *r;
 
 	while ((e = TAILQ_FIRST(&g->waiting)) != NULL &&
-	    (r = TAILQ_FIRST(&g->idle)) != NULL)
+	    (r = TAILQ_FIRST(&g->idle)) != NULL) {
+		/* Keys reloaded since either was admitted: admit it again
+		 * (refused, it is closed and off its list). */
+		if (admit_recheck(e) == -1 || admit_recheck(r) == -1)
+			continue;
 		pair(e, r);
+	}
 	group_publish(g);
 }
 

@@ -54,10 +54,16 @@ struct bufferevent;
 struct event;
 struct event_base;
 
-/* The authorized keys (-a) as one reload read them (creds.c). */
+/*
+ * The authorized keys (-a) as one reload read them (creds.c).  A key's
+ * count of channels (max-channels=) belongs to the key, not to the set:
+ * it outlives reloads, so that channels admitted before a reload still
+ * count after it; the set points at it.
+ */
 struct keyset {
 	struct authkeys keys;		/* who may do what */
-	struct limit *slots;		/* keys.n: each key's max-channels= */
+	struct limit **slots;		/* keys.n: each key's channel count */
+	unsigned long generation;	/* which reload made it */
 	unsigned refs;			/* under creds.c's lock */
 };
 
@@ -296,7 +302,8 @@ int keyset_load(const char *path, struct keyset **out, char *err,
 /* The current set, with a reference for the caller (NULL: none). */
 struct keyset *keyset_acquire(void);
 
-/* Is ks the current set?  (Moments later it may not be.) */
+/* Is ks the current set?  (Moments later it may not be.)  Lock-free:
+ * it is asked at every pairing. */
 int keyset_is_current(const struct keyset *ks);
 
 /* Drop a reference; the last one frees the set.  NULL is fine. */

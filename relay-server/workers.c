@@ -270,8 +270,8 @@ relay_recheck(void)
 	}
 }
 
-/* After a reload: every idle channel of w is admitted again under the
- * new keys (closed, and told why, when its key lost its rights).  A
+/* After a reload: every idle channel of w (and every entry-point channel
+ * whose OPEN waits) is admitted again under the new keys (closed, and told why, when its key lost its rights).  A
  * closed channel stays on w's list until the reaper: the walk is safe. */
 static void
 worker_recheck(struct worker *w)
@@ -279,7 +279,7 @@ worker_recheck(struct worker *w)
 	struct rchan *c;
 
 	LIST_FOREACH(c, &w->rchans, link)
-		if (c->state == R_IDLE)
+		if (c->state == R_IDLE || c->state == R_QUEUED)
 			(void)admit_recheck(c);
 }
 
