@@ -57,7 +57,7 @@ auth_code_text(uint8_t code)
 	case AUTH_MALFORMED: return "malformed AUTH";
 	case AUTH_UNKNOWN_KEY: return "public key not accepted";
 	case AUTH_BAD_SIGNATURE: return "bad signature";
-	case AUTH_BUSY: return "relay busy";
+	case AUTH_BUSY: return "relay busy (at its channel limit)";
 	case AUTH_ROLE_DENIED: return "role not allowed for this key";
 	case AUTH_GROUP_DENIED: return "group not allowed for this key";
 	case AUTH_SOURCE_DENIED: return "source address not allowed for this key";

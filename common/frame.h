@@ -50,7 +50,7 @@ enum auth_code {
 	AUTH_MALFORMED = 2,	/* AUTH frame could not be parsed */
 	AUTH_UNKNOWN_KEY = 3,	/* public key not in the relay's list */
 	AUTH_BAD_SIGNATURE = 4,	/* signature does not verify */
-	AUTH_BUSY = 5,		/* reserved: relay at a limit (not sent yet) */
+	AUTH_BUSY = 5,		/* relay at its channel limit */
 	/* Version 3: the key is known and the signature good, but its line
 	 * in the relay's authorized keys does not allow this. */
 	AUTH_ROLE_DENIED = 6,	/* role= */

@@ -63,11 +63,17 @@ ctx_new(const SSL_METHOD *method)
 	    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	/* Idle channels hold no record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	/* Read ahead: one read() takes several records instead of two
-	 * read()s per record (header, then body).  See tls_kick. */
-	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
 	return ctx;
+}
+
+void
+tls_read_ahead(SSL *ssl)
+{
+	/* One read() takes several records instead of two read()s per
+	 * record (header, then body).  See tls_kick.  The buffer is made
+	 * at the next read (SSL_MODE_RELEASE_BUFFERS frees it when idle). */
+	SSL_set_read_ahead(ssl, 1);
+	SSL_set_default_read_buffer_len(ssl, TLS_READ_BUFFER);
 }
 
 SSL_CTX *
@@ -204,6 +210,10 @@ tls_client_ctx_new(const char *cert_path, char *err, size_t errlen)
 		return NULL;
 	}
 	X509_free(cert);
+	/* The relay is authenticated by the handshake: read ahead from
+	 * the start (the relay waits for the client's AUTH, tls_read_ahead). */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (session_index == -1)
 		session_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,

@@ -13,7 +13,9 @@
  * closes on EOF loses the last records (a FIN, say).  Deferred, the read
  * callback runs first.
  *
- * Read-ahead is on (TLS_READ_BUFFER bytes): OpenSSL then takes several
+ * Read-ahead is on (TLS_READ_BUFFER bytes) on the clients' channels, and
+ * on the relay's once the client has authenticated (tls_read_ahead: a
+ * stranger gets no 64 KiB buffer): OpenSSL then takes several
  * records per read(), but records it holds undecrypted are invisible to
  * epoll and to libevent 2.1.12 (which only asks SSL_pending).  Whoever
  * reads a TLS bufferevent calls tls_kick() after draining its input, and
@@ -39,6 +41,9 @@ struct bufferevent;
  */
 SSL_CTX *tls_server_ctx_new(const char *cert_path, const char *key_path,
     char *err, size_t errlen);
+
+/* Read ahead on ssl from its next read (the relay, after AUTH). */
+void tls_read_ahead(SSL *ssl);
 
 /*
  * A client context trusting only the certificate in cert_path.  It keeps

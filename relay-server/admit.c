@@ -38,8 +38,16 @@ auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	(void)wire_send_auth_result(c->bev, code);
-	rchan_close_flush(c, LOG_LEVEL_INFO, "%s: authentication %s: %s",
-	    c->peer, code >= AUTH_ROLE_DENIED ? "refused" : "failed", why);
+	/* A stranger without a known key (or without the key's signature)
+	 * is anyone: rate-limited.  A refusal of a key's rights is its
+	 * owner's business: logged each time (the client backs off). */
+	if (c->src != NULL && code < AUTH_ROLE_DENIED && code != AUTH_BUSY)
+		stranger_close(c, STRANGER_AUTH, "%s: authentication failed: "
+		    "%s", c->peer, why);
+	else
+		rchan_close_flush(c, LOG_LEVEL_INFO, "%s: authentication %s: "
+		    "%s", c->peer, code >= AUTH_ROLE_DENIED ? "refused" :
+		    "failed", why);
 }
 
 /* The AUTH_RESULT code of a refusal (a switch, so that a new verdict
@@ -109,6 +117,28 @@ slot_take(struct rchan *c, struct keyset *ks, const struct authkey *k,
 	}
 	c->key_slot = slot;		/* given back by rchan_free */
 	return 0;
+}
+
+/* One of --max-channels for c, now that it is authenticated (strangers
+ * have a budget of their own).  0, or -1 after refusing (relay busy). */
+static int
+channel_slot_take(struct rchan *c)
+{
+	time_t now;
+
+	if (relay_slot_take() == 0) {
+		c->has_slot = 1;	/* given back by rchan_free */
+		return 0;
+	}
+	now = mono_now();
+	if (now != c->w->last_full_warning) {
+		log_warnx("%u channels open (--max-channels): refusing %s",
+		    relay_slots_used(), c->peer);
+		c->w->last_full_warning = now;
+	}
+	(void)wire_send_auth_result(c->bev, AUTH_BUSY);
+	rchan_close_flush(c, LOG_LEVEL_DEBUG, NULL);
+	return -1;
 }
 
 int
@@ -189,7 +219,7 @@ auth_check(struct rchan *c, const struct frame_header *h)
 		return -1;
 	}
 	if (rights_check(c, k, m.role, m.group, "") == -1 ||
-	    slot_take(c, ks, k, "") == -1) {
+	    channel_slot_take(c) == -1 || slot_take(c, ks, k, "") == -1) {
 		keyset_release(ks);
 		return -1;
 	}
@@ -216,7 +246,8 @@ auth_check(struct rchan *c, const struct frame_header *h)
 	}
 	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
 	    role_name(c->role), m.group, label);
-	rchan_set_state(c, R_IDLE);
+	rchan_set_state(c, R_IDLE);	/* no stranger any more */
+	tls_read_ahead(c->ssl);
 	return 0;
 }
 

@@ -111,6 +111,8 @@ rchan_set_state(struct rchan *c, enum rchan_state to)
 	}
 	log_debug("%s: %s channel: %s -> %s", c->peer, c->role == 0 ? "new" :
 	    role_name(c->role), state_name(c->state), state_name(to));
+	if (to != R_AUTH)
+		stranger_leave(c);	/* authenticated, or closing */
 	c->state = to;
 	if ((c->list = state_list(c, to)) != NULL) {
 		TAILQ_INSERT_TAIL(c->list, c, qlink);
@@ -145,8 +147,8 @@ rchan_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case R_HANDSHAKE:
 	case R_AUTH:
-		rchan_close(c, LOG_LEVEL_INFO, "%s: no TLS handshake and AUTH "
-		    "within %u s, closing", c->peer,
+		stranger_close(c, STRANGER_TIMEOUT, "%s: no TLS handshake and "
+		    "AUTH within %u s, closing", c->peer,
 		    relay_cfg.handshake_timeout);
 		break;
 	case R_IDLE:
@@ -295,13 +297,24 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 	tls_error_text(bev, reason, sizeof(reason));
 	switch (c->state) {
 	case R_HANDSHAKE:
-		rchan_close(c, LOG_LEVEL_INFO, "%s: TLS handshake failed: %s",
-		    c->peer, reason[0] ? reason : (what & BEV_EVENT_EOF) ?
-		    "connection closed" : evutil_socket_error_to_string(err));
+		if (c->preauth_bytes > RELAY_PREAUTH_BYTES)
+			stranger_close(c, STRANGER_TOO_MUCH, "%s: sent more "
+			    "than %d bytes before authenticating, closing",
+			    c->peer, RELAY_PREAUTH_BYTES);
+		else
+			stranger_close(c, STRANGER_TLS, "%s: TLS handshake "
+			    "failed: %s", c->peer, reason[0] ? reason :
+			    (what & BEV_EVENT_EOF) ? "connection closed" :
+			    evutil_socket_error_to_string(err));
 		break;
 	case R_AUTH:
-		rchan_close(c, LOG_LEVEL_INFO, "%s: closed before "
-		    "authenticating", c->peer);
+		if (c->preauth_bytes > RELAY_PREAUTH_BYTES)
+			stranger_close(c, STRANGER_TOO_MUCH, "%s: sent more "
+			    "than %d bytes before authenticating, closing",
+			    c->peer, RELAY_PREAUTH_BYTES);
+		else
+			stranger_close(c, STRANGER_TLS, "%s: closed before "
+			    "authenticating", c->peer);
 		break;
 	case R_IDLE:
 		rchan_close(c, LOG_LEVEL_DEBUG, "%s: idle %s channel closed",
@@ -330,21 +343,8 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	struct timeval tv = { (time_t)relay_cfg.handshake_timeout, 0 };
 	struct rchan *c;
 
-	if (relay_slot_take() == -1) {
-		time_t now = time(NULL);
-		if (now != w->last_full_warning) {
-			char name[NETADDR_STRLEN];
-			netaddr_format(peer, name);
-			log_warnx("%u channels open (--max-channels): refusing "
-			    "%s", relay_slots_used(), name);
-			w->last_full_warning = now;
-		}
-		close(fd);
-		return;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("calloc");
-		relay_slot_give();
 		close(fd);
 		return;
 	}
@@ -356,6 +356,10 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	c->born = mono_now();
 	memcpy(&c->addr, peer, peer->sa_family == AF_INET6 ?
 	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	if (stranger_admit(w, c) == -1) {
+		rchan_close(c, LOG_LEVEL_QUIET, "%s: out of memory", c->peer);
+		return;
+	}
 	(void)netaddr_set_nodelay(fd);
 	if ((c->ssl = creds_ssl_new()) == NULL) {
 		log_warnx_ssl("%s: SSL_new", c->peer);
@@ -369,6 +373,7 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 		    c->peer);
 		return;
 	}
+	stranger_watch(c);
 	c->timer = evtimer_new(w->base, rchan_deadline_cb, c);
 	if (c->timer == NULL || evtimer_add(c->timer, &tv) == -1) {
 		rchan_close(c, LOG_LEVEL_QUIET, "%s: cannot arm the handshake "

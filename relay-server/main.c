@@ -118,21 +118,6 @@ listen_all(unsigned nworkers, const char *host, unsigned long port)
 		log_warnx("%s", err);
 }
 
-/* Say so at start when --max-channels cannot be reached: each channel is
- * one descriptor, and the listeners and the process need a few more. */
-static void
-warn_nofile(unsigned long max_channels)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (unsigned long long)rl.rlim_cur < max_channels + 64ULL)
-		log_warnx("--max-channels %lu: the open-file limit is %llu, so "
-		    "the relay cannot hold more than about %llu channels",
-		    max_channels, (unsigned long long)rl.rlim_cur,
-		    rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0);
-}
-
 /* The number of cores, for --workers. */
 static unsigned long
 default_workers(void)
@@ -167,7 +152,16 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 		    "SECONDS", "an idle channel silent this long (clients PING "
 		    "every 5 s) is dropped (default 30)" },
 		{ 0, "max-channels", OPT_UINT, &o->max_channels, 1, 1000000,
-		    "N", "channels open at once, at most (default 10000)" },
+		    "N", "authenticated channels open at once, at most "
+		    "(default: from the open-file limit)" },
+		{ 0, "max-handshakes", OPT_UINT, &o->max_handshakes, 1,
+		    100000, "N", "connections not yet authenticated, at most; "
+		    "past it a new one evicts the oldest (default: from the "
+		    "open-file limit)" },
+		{ 0, "max-handshakes-per-source", OPT_UINT,
+		    &o->max_handshakes_source, 1, 100000, "N", "the same, from "
+		    "one address (default: a quarter of --max-handshakes, at "
+		    "least 16)" },
 		{ 0, "workers", OPT_UINT, &o->workers, 1, RELAY_WORKERS_MAX, "N",
 		    "event loops, in threads (default: the number of cores)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
@@ -179,7 +173,7 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 	*o = (struct relay_options){ .cert = "cert/server.crt",
 	    .key = "cert/server.key", .pub = "cert/auth.pub", .port = 4433,
 	    .handshake_timeout = 10, .open_timeout = 10, .idle_timeout = 30,
-	    .max_channels = 10000, .workers = default_workers() };
+	    .workers = default_workers() };
 	memcpy(specs, table, sizeof(table));
 }
 
@@ -213,7 +207,6 @@ config_load(struct relay_config *cfg, const struct relay_options *o,
 	cfg->handshake_timeout = (unsigned)o->handshake_timeout;
 	cfg->open_timeout = (unsigned)o->open_timeout;
 	cfg->idle_timeout = (unsigned)o->idle_timeout;
-	cfg->max_channels = (unsigned)o->max_channels;
 	cfg->workers = (unsigned)o->workers;
 	return 0;
 }
@@ -239,10 +232,11 @@ main(int argc, char **argv)
 	}
 
 	base = daemon_base_new();
-	warn_nofile(ro.max_channels);
+	limits_derive(&cfg, &ro);	/* the open-file limit is raised now */
 	if (relay_init(base, &cfg) == -1)
 		fatalx("cannot start the relay's workers");
 	listen_all(cfg.workers, ro.host, ro.port);
+	limits_log(&cfg, &ro);
 	reload_setup(base, argc, argv, &ro, &o);
 	log_info("accepting %zu key(s); handshake timeout %lu s, open timeout "
 	    "%lu s; %lu worker%s", nkeys, ro.handshake_timeout,

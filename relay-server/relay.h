@@ -6,11 +6,15 @@
  * bytes both ways, opaquely, with backpressure.
  *
  * The files, in the order a channel lives (README, "Reading the code", has the map):
- *   main.c     options, keys, listening sockets, reload (SIGHUP)
+ *   main.c     options, keys, listening sockets
+ *   limits.c   --max-channels and --max-handshakes from the open-file limit
  *   reload.c   SIGHUP: certificate, key and authorized keys read again
  *   creds.c    the TLS context and the authorized keys in force
  *   channel.c  a channel's life: accept, TLS handshake, the idle frames,
  *              deadlines; its state machine
+ *   stranger.c connections not yet authenticated: their budget (in all and
+ *              per source, the oldest evicted), the bytes they may send,
+ *              their rate-limited log lines
  *   admit.c    AUTH against the authorized keys: who may do what
  *   teardown.c how every channel ends: rchan_close, and the reaper
  *   group.c    groups: idle reverse-proxy channels, the queue of OPENs,
@@ -68,10 +72,12 @@ struct keyset {
 };
 
 struct relay_config {
+	unsigned max_handshakes;	/* not yet authenticated, all workers */
+	unsigned max_handshakes_source;	/* the same, from one address */
 	unsigned handshake_timeout;	/* seconds: TLS + AUTH */
 	unsigned open_timeout;		/* seconds an OPEN waits for a peer */
 	unsigned idle_timeout;		/* seconds an idle channel may be silent */
-	unsigned max_channels;		/* all workers together */
+	unsigned max_channels;		/* authenticated, all workers */
 	unsigned workers;		/* event loops (threads) */
 };
 
@@ -80,6 +86,11 @@ struct relay_config {
 #define RELAY_REUSE_MAX_AGE 3600	/* seconds: older channels are not reused */
 #define RELAY_WORKERS_MAX 256
 #define RELAY_WORKERS_DEFAULT_MAX 64	/* --workers default: cores, up to this */
+/* Bytes a client may send before it has authenticated: a ClientHello is
+ * about 300 bytes (600 with a session ticket), AUTH 114; OpenSSL would
+ * buffer a ClientHello of up to about 128 KiB. */
+#define RELAY_PREAUTH_BYTES 8192
+#define RELAY_SOURCE_BUCKETS 256	/* per worker */
 
 /*
  * A channel's states, and the list each one puts it on (besides its
@@ -108,6 +119,14 @@ struct group;
 struct worker;
 
 TAILQ_HEAD(rchan_list, rchan);
+
+/* An address with channels not yet authenticated on one worker. */
+struct source {
+	struct sockaddr_storage addr;	/* port 0 */
+	unsigned n;
+	struct rchan_list conns;	/* oldest first, on srclink */
+	LIST_ENTRY(source) link;	/* its hash bucket */
+};
 
 /*
  * A channel.  It owns its socket and its SSL (its bufferevent does not
@@ -142,6 +161,12 @@ struct rchan {
 	struct keyset *keyset;
 	const struct authkey *key;
 	struct limit *key_slot;
+	int has_slot;			/* holds one of --max-channels */
+	/* Not yet authenticated (R_HANDSHAKE, R_AUTH): on its worker's
+	 * strangers and its source's list (stranger.c). */
+	struct source *src;
+	size_t preauth_bytes;		/* read from it so far */
+	TAILQ_ENTRY(rchan) slink, srclink;
 	TAILQ_ENTRY(rchan) qlink;	/* on c->list */
 	LIST_ENTRY(rchan) link;		/* every channel of its worker */
 };
@@ -172,6 +197,9 @@ struct worker {
 	LIST_HEAD(, rchan) rchans;
 	LIST_HEAD(, group) groups;
 	struct rchan_list dead;		/* R_DEAD, for the reaper */
+	struct rchan_list strangers;	/* not yet authenticated, oldest first */
+	unsigned nstrangers;
+	LIST_HEAD(, source) sources[RELAY_SOURCE_BUCKETS];
 	TAILQ_HEAD(, group) unused;	/* groups without channels */
 	struct event *reaper;
 	time_t last_full_warning;
@@ -195,17 +223,30 @@ extern struct relay_config relay_cfg;
 struct relay_options {
 	const char *host, *cert, *key, *pub;
 	unsigned long port, handshake_timeout, open_timeout, idle_timeout;
-	unsigned long max_channels, workers;
+	unsigned long max_channels, workers;	/* 0: derived (limits.c) */
+	unsigned long max_handshakes, max_handshakes_source;	/* the same */
 	int verbose, quiet;
 };
 
-#define RELAY_NSPECS 12
+#define RELAY_NSPECS 14
 #define RELAY_USAGE "relay-server [-p PORT] [--host ADDR] [-c CERT] " \
     "[-k KEY] [-a PUBKEYS] [options]"
 
 /* The option table, pointing into o (defaults filled in). */
 void option_specs(struct relay_options *o,
     struct opt_spec specs[RELAY_NSPECS]);
+
+/* --- limits.c: the limits that follow the machine --- */
+
+/*
+ * --max-channels, --max-handshakes and --max-handshakes-per-source into
+ * cfg: as given, or derived from the open-file limit (raised already) so
+ * that together they fit it.
+ */
+void limits_derive(struct relay_config *cfg, const struct relay_options *o);
+
+/* Say what they are and from what (and warn when they do not fit). */
+void limits_log(const struct relay_config *cfg, const struct relay_options *o);
 
 /* --- reload.c: SIGHUP --- */
 
@@ -277,6 +318,43 @@ void rchan_reap(struct worker *w);
 
 const char *role_name(uint8_t role);
 time_t mono_now(void);
+
+/* --- stranger.c: connections not yet authenticated --- */
+
+/* Why a stranger's connection ended, for the rate-limited log. */
+enum stranger_end {
+	STRANGER_TIMEOUT,		/* no handshake and AUTH in time */
+	STRANGER_TLS,			/* TLS failed, or it closed */
+	STRANGER_AUTH,			/* a bad AUTH: malformed, key, signature */
+	STRANGER_EVICTED,		/* the budget was full: it was oldest */
+	STRANGER_TOO_MUCH,		/* sent more than RELAY_PREAUTH_BYTES */
+	STRANGER_NKINDS
+};
+
+/*
+ * A new connection c (its address set, its SSL not yet made) counts
+ * against w's budget of strangers: when its source's or the worker's
+ * budget is full, the oldest stranger of that source (or of all) is
+ * closed to make room.  Returns 0, or -1 when out of memory.
+ */
+int stranger_admit(struct worker *w, struct rchan *c);
+
+/* c's TLS is set up: count what it sends until it authenticates. */
+void stranger_watch(struct rchan *c);
+
+/* c is no stranger any more (authenticated, or closing): off the lists,
+ * its bytes no longer counted.  Nothing happens when it was not one. */
+void stranger_leave(struct rchan *c);
+
+/* Close stranger c for why, logging fmt only as the first of its kind in
+ * STRANGER_LOG_SECONDS; the rest are counted and summed up later. */
+void stranger_close(struct rchan *c, enum stranger_end why, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+/* The summary of what was not logged one by one (a timer calls it). */
+void stranger_summary(void);
+
+#define STRANGER_LOG_SECONDS 10
 
 /* --- admit.c: AUTH --- */
 

@@ -120,8 +120,10 @@ warn_fixed(const struct relay_options *o)
 		names[n++] = "--host";
 	if (o->workers != running.workers)
 		names[n++] = "--workers";
-	if (o->max_channels != running.max_channels)
-		names[n++] = "--max-channels";
+	if (o->max_channels != running.max_channels ||
+	    o->max_handshakes != running.max_handshakes ||
+	    o->max_handshakes_source != running.max_handshakes_source)
+		names[n++] = "--max-channels/--max-handshakes";
 	if (o->handshake_timeout != running.handshake_timeout ||
 	    o->open_timeout != running.open_timeout ||
 	    o->idle_timeout != running.idle_timeout)

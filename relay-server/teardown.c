@@ -50,7 +50,10 @@ rchan_free(struct rchan *c)
 	if (c->key_slot != NULL)
 		limit_give(c->key_slot);
 	keyset_release(c->keyset);	/* after the slot: it lives there */
-	relay_slot_give();
+	if (c->has_slot)
+		relay_slot_give();
+	if (c->w != NULL)
+		stranger_leave(c);	/* (rchan_set_state did, as a rule) */
 	rchan_unhook(c);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);

@@ -334,6 +334,8 @@ reaper_cb(evutil_socket_t fd, short what, void *arg)
 static int
 worker_init(struct worker *w, unsigned id, struct event_base *base)
 {
+	unsigned i;
+
 	w->id = id;
 	w->efd = -1;
 	LIST_INIT(&w->rchans);
@@ -341,6 +343,9 @@ worker_init(struct worker *w, unsigned id, struct event_base *base)
 	TAILQ_INIT(&w->dead);
 	TAILQ_INIT(&w->unused);
 	TAILQ_INIT(&w->inbox);
+	TAILQ_INIT(&w->strangers);
+	for (i = 0; i < RELAY_SOURCE_BUCKETS; i++)
+		LIST_INIT(&w->sources[i]);
 	if (pthread_mutex_init(&w->lock, NULL) != 0)
 		return -1;
 	w->lock_made = 1;
@@ -358,6 +363,17 @@ worker_init(struct worker *w, unsigned id, struct event_base *base)
 	return 0;
 }
 
+static struct event *summary_timer;
+
+static void
+summary_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	stranger_summary();
+}
+
 int
 relay_init(struct event_base *base, const struct relay_config *cfg)
 {
@@ -373,6 +389,10 @@ relay_init(struct event_base *base, const struct relay_config *cfg)
 	for (i = 0; i < nworkers; i++)
 		if (worker_init(&workers[i], i, i == 0 ? base : NULL) == -1)
 			return -1;	/* relay_shutdown frees what was made */
+	if ((summary_timer = event_new(base, -1, EV_PERSIST, summary_cb,
+	    NULL)) == NULL || event_add(summary_timer, &(struct timeval){
+	    STRANGER_LOG_SECONDS, 0 }) == -1)
+		return -1;
 	return 0;
 }
 
@@ -474,6 +494,9 @@ relay_shutdown(void)
 		LIST_REMOVE(xg, link);
 		free(xg);
 	}
+	if (summary_timer != NULL)
+		event_free(summary_timer);
+	summary_timer = NULL;
 	free(workers);
 	workers = NULL;
 	nworkers = 0;

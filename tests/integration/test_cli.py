@@ -5,6 +5,7 @@ flag, value or file, 1 runtime failure.
 """
 
 import contextlib
+import os
 import resource
 import signal
 import socket
@@ -279,9 +280,35 @@ def test_daemons_raise_the_open_file_limit(program, keys):
             time.sleep(0.02)
 
 
+def limits_line(p):
+    """The relay's "limits:" line, which follows its "listening on" lines."""
+    for _ in range(8):
+        line = p.stderr.readline()
+        if "limits:" in line or not line:
+            return line
+    return ""
+
+
 def test_relay_warns_when_max_channels_exceed_the_open_file_limit(keys):
     args = [bin_path("relay-server"), "--max-channels", "5000"] + \
         valid_args("relay-server", keys)
     with started_with_nofile(args, 512, 512, stderr=subprocess.PIPE) as p:
-        line = p.stderr.readline()  # the first line comes at start ("listening" at worst)
-        assert "--max-channels 5000: the open-file limit is 512" in line, line
+        line = limits_line(p)
+        assert "limits: --max-channels 5000 (given), --max-handshakes 64 (16 from one " \
+            "address), from the open-file limit 512" in line, line
+        line = p.stderr.readline()
+        assert "--max-channels 5000 and --max-handshakes 64 do not fit the open-file " \
+            "limit 512" in line, line
+
+
+def test_relay_derives_its_limits_from_the_open_file_limit(keys):
+    """With 20,000 descriptors and no flags: 156 handshakes (39 from one address) and the
+    rest for authenticated channels, less the relay's own."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 20000 and os.geteuid() != 0:
+        pytest.skip("hard open-file limit %d is below 20,000" % hard)
+    args = [bin_path("relay-server"), "--workers", "2"] + valid_args("relay-server", keys)
+    with started_with_nofile(args, 20000, 20000, stderr=subprocess.PIPE) as p:
+        line = limits_line(p)
+        assert "limits: --max-channels 19804, --max-handshakes 156 (39 from one address), " \
+            "from the open-file limit 20000 (40 kept for the relay itself)" in line, line

@@ -1,0 +1,95 @@
+/*
+ * limits: how many channels the relay holds, derived from the process's
+ * open-file limit at start (as HAProxy derives maxconn), since every
+ * channel, authenticated or not, is one descriptor:
+ *
+ *   reserve          = 32 + 4 per worker (listening sockets, eventfd and
+ *                      epoll per worker, standard streams, files read)
+ *   --max-handshakes = nofile / 128, within 64 .. 1024
+ *                      (not yet authenticated; past it a new one evicts
+ *                      the oldest, so a flood shortens grace times and
+ *                      never locks anyone out: stranger.c)
+ *   per source       = --max-handshakes / 4, at least 16
+ *   --max-channels   = nofile - reserve - --max-handshakes
+ *                      (authenticated channels: room strangers never take)
+ *
+ * With the hard limit of 20,000 here that is 156 handshakes (39 from one
+ * address) and 19,804 channels: a tunnel holds 9,500 user connections
+ * (19,000 channels) with both pools' idle channels beside them.  A value
+ * given on the command line is kept as it is; the relay warns when what
+ * is given does not fit the limit.
+ */
+#include "relay.h"
+
+#include <sys/resource.h>
+
+#include <stdio.h>
+
+#define HANDSHAKES_MIN 64
+#define HANDSHAKES_MAX 1024
+#define SOURCE_MIN 16
+
+/* The open-file limit in force (after daemon_base_new raised it). */
+static unsigned long long
+nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE)");
+		return 1024;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
+		return 1000000;
+	return (unsigned long long)rl.rlim_cur;
+}
+
+static unsigned long long
+reserve_of(const struct relay_config *cfg)
+{
+	return 32 + 4ULL * cfg->workers;
+}
+
+void
+limits_derive(struct relay_config *cfg, const struct relay_options *o)
+{
+	unsigned long long files = nofile(), reserve = reserve_of(cfg), h, s,
+	    ch;
+
+	h = o->max_handshakes;
+	if (h == 0) {
+		h = files / 128;
+		h = h < HANDSHAKES_MIN ? HANDSHAKES_MIN : h > HANDSHAKES_MAX ?
+		    HANDSHAKES_MAX : h;
+	}
+	s = o->max_handshakes_source;
+	if (s == 0)
+		s = h / 4 < SOURCE_MIN ? SOURCE_MIN : h / 4;
+	if (s > h)
+		s = h;
+	ch = o->max_channels;
+	if (ch == 0)
+		ch = files > reserve + h + 64 ? files - reserve - h : 64;
+	cfg->max_handshakes = (unsigned)h;
+	cfg->max_handshakes_source = (unsigned)s;
+	cfg->max_channels = (unsigned)ch;
+}
+
+void
+limits_log(const struct relay_config *cfg, const struct relay_options *o)
+{
+	unsigned long long files = nofile(), reserve = reserve_of(cfg);
+	unsigned long long ch = cfg->max_channels, h = cfg->max_handshakes;
+
+	log_info("limits: --max-channels %llu%s, --max-handshakes %llu%s (%u "
+	    "from one address), from the open-file limit %llu (%llu kept for "
+	    "the relay itself)", ch, o->max_channels ? " (given)" : "", h,
+	    o->max_handshakes ? " (given)" : "", cfg->max_handshakes_source,
+	    files, reserve);
+	if (ch + h + reserve > files)
+		log_warnx("--max-channels %llu and --max-handshakes %llu do not "
+		    "fit the open-file limit %llu: at most about %llu "
+		    "channels can be open (raise the limit, LimitNOFILE= "
+		    "under systemd)", ch, h, files, files > reserve + h ?
+		    files - reserve - h : 0);
+}
