@@ -10,7 +10,8 @@ commands to its standard input and collects what it prints in a queue, read by a
     p.wait_closed(timeout=5)
 
 Every event is an Event(kind, type, length, payload, line); kind is "connected", "auth",
-"frame", "flooded", "partial", "write-error", "closed" or "timeout".  p.events keeps all the
+"frame", "flooded", "repeated", "partial", "digest", "write-error", "aborted",
+"closed" or "timeout".  p.events keeps all the
 events seen so far, in order.  Every wait has a timeout (scaled by conftest.SLOW); the process
 is bounded by its own --timeout too, and close() ends it (stdin closed, then killed).
 """
@@ -146,8 +147,24 @@ class ChanPeer:
     def send_frame(self, ftype, payload=b""):
         self.command("frame %d %s" % (ftype, payload.hex()))
 
+    def repeat(self, count, data, timeout=60):
+        """data (raw bytes) count times, one SSL_write (one TLS record) each; returns how
+        many writes were done (fewer than count when a write failed)."""
+        self.command("repeat %d %s" % (count, data.hex()))
+        ev = self.expect(lambda e: e.kind == "repeated", timeout, "the end of the repeat")
+        return int(ev.line.split()[1])
+
     def shutdown(self):
+        """close_notify, then shutdown(SHUT_WR): a clean end of the channel's writes."""
         self.command("shutdown")
+
+    def abort(self):
+        """Close the socket with SO_LINGER 0 (TCP RST, no close_notify); the tool exits."""
+        self.command("abort")
+
+    def quit(self):
+        """Exit at once: the kernel closes the socket (TCP FIN, no close_notify)."""
+        self.command("quit")
 
     def pause(self):
         """Stop reading the socket (the relay's writes to it back up); returns when it has."""
@@ -170,6 +187,15 @@ class ChanPeer:
                          "the partial frame")
         words = ev.line.split(" ")
         return bytes.fromhex(words[1]) if ev.kind == "partial" and len(words) > 1 else b""
+
+    def digest(self, timeout=10):
+        """(bytes, sha256 hex) of every DATA payload received so far, in order."""
+        self.command("digest")
+        ev = self.expect(lambda e: e.kind in ("digest", "closed"), timeout, "the digest")
+        if ev.kind != "digest":
+            pytest.fail("%r closed before the digest: %s" % (self, describe(self.events)))
+        words = ev.line.split()
+        return int(words[1]), words[2]
 
     # -- events
 

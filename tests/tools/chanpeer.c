@@ -43,11 +43,21 @@
  *                      no write completed for MS milliseconds ("flooded N
  *                      stalled": the relay stopped reading; the frame being
  *                      written stays pending and goes out when it can)
+ *   repeat COUNT HEX   the raw bytes HEX COUNT times, one SSL_write each
+ *                      (so one TLS record each, up to 16 KiB); then prints
+ *                      "repeated N" (N: the writes done, fewer than COUNT
+ *                      when a write failed)
  *   shutdown           close_notify, then shutdown(SHUT_WR)
+ *   abort              close the socket with SO_LINGER 0 (a TCP RST, no
+ *                      close_notify), print "aborted" and exit 0
  *   pause, resume      stop / start reading the socket (no SSL_read while
  *                      paused, so the peer's writes back up)
  *   partial            print "partial HEX": received bytes of a frame not
  *                      yet complete
+ *   digest             print "digest N SHA256": the number of DATA payload
+ *                      bytes received so far and the SHA-256 of them all,
+ *                      in order (with --hex-max 0, a long stream is checked
+ *                      without printing it)
  *   quit               exit 0
  *
  * It prints one line per event on standard output (line-buffered):
@@ -56,8 +66,11 @@
  *   auth CODE           the AUTH_RESULT (its code: 0 is ok)
  *   frame TYPE LEN HEX  every other whole frame received (no HEX when empty)
  *   flooded N done|stalled
+ *   repeated N
+ *   aborted
  *   paused, resumed     a pause or resume command took effect
  *   partial HEX
+ *   digest N SHA256
  *   write-error REASON  a write failed (later writes are dropped; reading
  *                       goes on, to see how the relay closed)
  *   closed REASON       the relay closed the channel: "eof", "reset", or an
@@ -89,6 +102,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sodium.h>
 
 #include "auth.h"
 #include "frame.h"
@@ -110,6 +124,9 @@ static long hex_max = -1;		/* -1: all */
 static uint8_t inbuf[INBUF_SIZE];
 static size_t inlen;
 static int got_auth;
+/* Every DATA payload received, hashed in order (the digest command). */
+static crypto_hash_sha256_state data_hash;
+static unsigned long long data_bytes;
 
 /* Standard input, split into lines. */
 static char lines[LINE_MAX_LEN + 1];
@@ -122,6 +139,7 @@ static uint8_t unit[UNIT_MAX];
 static size_t unit_len;
 static int unit_pending;
 static int unit_is_flood;
+static int unit_is_repeat;
 static int write_dead;		/* a write failed: drop the others */
 static int shut_pending;		/* "shutdown" waits for the unit */
 
@@ -129,6 +147,8 @@ static int reading = 1;
 static int flooding;
 static unsigned long long flood_goal, flood_sent;
 static double flood_stall, flood_last;
+static int repeating;
+static unsigned long long repeat_left, repeat_done;
 
 static void die(const char *, ...)
     __attribute__((format(printf, 1, 2), noreturn));
@@ -320,6 +340,11 @@ parse_frames(void)
 			got_auth = 1;
 			emit("auth %d", len >= 2 ? inbuf[off + 4] : -1);
 		} else {
+			if (type == FRAME_DATA) {
+				(void)crypto_hash_sha256_update(&data_hash,
+				    inbuf + off + FRAME_HEADER_LEN, len);
+				data_bytes += len;
+			}
 			snprintf(word, sizeof(word), "frame %u %zu", type, len);
 			emit_with_hex(word, inbuf + off + FRAME_HEADER_LEN,
 			    len, 1);
@@ -400,6 +425,8 @@ channel_write(void)
 			flood_sent += unit_len - FRAME_HEADER_LEN;
 			flood_last = now();
 		}
+		if (unit_is_repeat)
+			repeat_done++;
 		return 0;
 	}
 	e = SSL_get_error(ssl, n);
@@ -428,6 +455,7 @@ queue_unit(const uint8_t *p, size_t n, int flood)
 	unit_len = n;
 	unit_pending = !write_dead;
 	unit_is_flood = flood;
+	unit_is_repeat = 0;
 }
 
 static void
@@ -499,8 +527,28 @@ command(char *line)
 		flood_sent = 0;
 		flood_stall = (double)b / 1000.0;
 		flood_last = now();
+	} else if (strcmp(word, "repeat") == 0 && arg1 != NULL &&
+	    arg2 != NULL) {
+		if (parse_ulong(arg1, 1ULL << 32, &a) == -1)
+			die("repeat: bad count '%s'", arg1);
+		if ((n = hex_decode(arg2, buf, sizeof(buf))) <= 0)
+			die("repeat: bad hex");
+		queue_unit(buf, (size_t)n, 0);
+		unit_pending = 0;	/* repeat_step sends it */
+		repeating = 1;
+		repeat_left = a;
+		repeat_done = 0;
 	} else if (strcmp(word, "shutdown") == 0) {
 		shut_pending = 1;
+	} else if (strcmp(word, "abort") == 0) {
+		struct linger lg = { 1, 0 };
+		if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+		    sizeof(lg)) == -1)
+			die("setsockopt SO_LINGER: %s", strerror(errno));
+		if (close(fd) == -1)
+			die("close: %s", strerror(errno));
+		emit("aborted");
+		exit(0);
 	} else if (strcmp(word, "pause") == 0) {
 		reading = 0;
 		emit("paused");
@@ -509,6 +557,13 @@ command(char *line)
 		emit("resumed");
 	} else if (strcmp(word, "partial") == 0) {
 		emit_with_hex("partial", inbuf, inlen, 0);
+	} else if (strcmp(word, "digest") == 0) {
+		crypto_hash_sha256_state st = data_hash;
+		uint8_t md[crypto_hash_sha256_BYTES];
+		char hex[2 * crypto_hash_sha256_BYTES + 1];
+		(void)crypto_hash_sha256_final(&st, md);
+		(void)sodium_bin2hex(hex, sizeof(hex), md, sizeof(md));
+		emit("digest %llu %s", data_bytes, hex);
 	} else if (strcmp(word, "quit") == 0) {
 		exit(0);
 	} else {
@@ -520,7 +575,7 @@ command(char *line)
 static int
 idle(void)
 {
-	return !unit_pending && !flooding && !shut_pending;
+	return !unit_pending && !flooding && !repeating && !shut_pending;
 }
 
 /* Run the complete lines read so far, while nothing is in progress. */
@@ -559,6 +614,22 @@ read_stdin(void)
 	linelen += (size_t)n;
 }
 
+/* The next write of a repeat, or its end. */
+static void
+repeat_step(void)
+{
+	if (!repeating || unit_pending)
+		return;
+	if (repeat_left == 0 || write_dead) {
+		repeating = 0;
+		emit("repeated %llu", repeat_done);
+		return;
+	}
+	repeat_left--;
+	unit_pending = 1;
+	unit_is_repeat = 1;
+}
+
 /* The next DATA frame of a flood, or its end. */
 static void
 flood_step(void)
@@ -594,10 +665,11 @@ main_loop(void)
 		check_deadline();
 		run_commands();
 		flood_step();
+		repeat_step();
 		want = channel_write();
 		if (!unit_pending && shut_pending)
 			do_shutdown();
-		if (!unit_pending && (flooding || shut_pending))
+		if (!unit_pending && (flooding || repeating || shut_pending))
 			continue;	/* next frame, or the shutdown */
 		if (idle() && (stdin_eof || memchr(lines, '\n', linelen)))
 			continue;	/* the next command */
@@ -907,6 +979,9 @@ main(int argc, char **argv)
 	if (setvbuf(stdout, NULL, _IOLBF, 0) != 0)
 		die("setvbuf failed");
 	deadline = now() + (double)timeout;
+	if (sodium_init() < 0)
+		die("sodium_init failed");
+	(void)crypto_hash_sha256_init(&data_hash);
 
 	tcp_connect(host, port, (int)rcvbuf, (int)sndbuf, bind_addr);
 	if (do_hold)
