@@ -36,7 +36,8 @@ client_option_specs(struct client_options *o,
 		{ 0, "pool-min", OPT_UINT, &o->pool_min, 1, 4096, "N",
 		    "idle channels kept ready, at least (default 4)" },
 		{ 0, "pool-max", OPT_UINT, &o->pool_max, 1, 65536, "N",
-		    "idle channels, at most (default 1024)" },
+		    "idle channels, at most (default: the open-file limit / "
+		    "128, within 16 .. 1024)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
 		    "log every connection" },
 		{ 'q', "quiet", OPT_FLAG, &o->quiet, 0, 0, NULL,
@@ -49,8 +50,20 @@ client_option_specs(struct client_options *o,
 	o->auth_key = "cert/auth";
 	o->group = 0;
 	o->pool_min = 4;
-	o->pool_max = 1024;
+	o->pool_max = 0;	/* derived: client_pool_max */
 	memcpy(specs, s, sizeof(s));
+}
+
+unsigned long
+client_pool_max(const struct client_options *o)
+{
+	unsigned long n;
+
+	if (o->pool_max != 0)
+		return o->pool_max;
+	n = daemon_nofile() / CLIENT_POOL_SHARE;
+	return n < CLIENT_POOL_MAX_MIN ? CLIENT_POOL_MAX_MIN :
+	    n > CLIENT_POOL_MAX_MAX ? CLIENT_POOL_MAX_MAX : n;
 }
 
 /*
@@ -100,10 +113,12 @@ client_init(struct client *cl, const struct client_options *o,
 	cl->base = base;
 	cl->group = o->group;
 	cl->pool_min = o->pool_min;
-	cl->pool_max = o->pool_max;
-	if (o->pool_min > o->pool_max) {
+	cl->pool_max_given = o->pool_max;
+	cl->pool_max = client_pool_max(o);
+	if (o->pool_min > cl->pool_max) {
 		fprintf(stderr, "%s: --pool-min %lu is larger than --pool-max "
-		    "%lu\n", progname, o->pool_min, o->pool_max);
+		    "%lu%s\n", progname, o->pool_min, cl->pool_max,
+		    o->pool_max ? "" : " (from the open-file limit)");
 		exit(EXIT_USAGE);
 	}
 	if (netaddr_parse_hostport(o->server_address, cl->relay_host,
@@ -153,7 +168,7 @@ client_start_pool(struct client *cl, const struct client_options *o,
 	pc->key = &cl->key;
 	pc->group = (uint32_t)o->group;
 	pc->min = (unsigned)o->pool_min;
-	pc->max = (unsigned)o->pool_max;
+	pc->max = (unsigned)cl->pool_max;
 	if ((cl->pool = pool_new(pc)) == NULL)
 		fatalx("cannot start the channel pool");
 }
@@ -181,7 +196,7 @@ warn_fixed_options(const struct client *cl, const struct client_options *o)
 	if (o->group != cl->group)
 		log_warnx("reload: --group-id changed: it takes effect at the "
 		    "next start");
-	if (o->pool_min != cl->pool_min || o->pool_max != cl->pool_max)
+	if (o->pool_min != cl->pool_min || o->pool_max != cl->pool_max_given)
 		log_warnx("reload: --pool-min/--pool-max changed: they take "
 		    "effect at the next start");
 }

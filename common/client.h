@@ -27,9 +27,21 @@ struct client_options {
 	const char *auth_key;		/* -a */
 	const char *bind_address;	/* -b: NULL, the kernel chooses */
 	unsigned long group;		/* -g */
-	unsigned long pool_min, pool_max;
+	unsigned long pool_min, pool_max;	/* pool_max 0: derived */
 	int verbose, quiet;
 };
+
+/*
+ * --pool-max when not given: the open-file limit / CLIENT_POOL_SHARE,
+ * within CLIENT_POOL_MAX_MIN .. CLIENT_POOL_MAX_MAX (156 at 20,000
+ * descriptors), so that idle channels never take the room of the user
+ * connections (two descriptors each) the limit allows, here or at a relay
+ * with the same limit.
+ */
+#define CLIENT_POOL_SHARE 128
+#define CLIENT_POOL_MAX_MIN 16
+#define CLIENT_POOL_MAX_MAX 1024
+unsigned long client_pool_max(const struct client_options *o);
 
 /* The option table entries both clients have; CLIENT_NSPECS of them. */
 #define CLIENT_NSPECS 9
@@ -45,7 +57,9 @@ struct client {
 	uint16_t relay_port;
 	struct sockaddr_storage bind_addr;	/* -b */
 	socklen_t bind_len;			/* 0: none */
-	unsigned long group, pool_min, pool_max;	/* as started */
+	unsigned long group, pool_min;	/* as started */
+	unsigned long pool_max;		/* in force (derived when not given) */
+	unsigned long pool_max_given;	/* --pool-max, 0: derived */
 	struct pool *pool;
 };
 

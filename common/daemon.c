@@ -126,6 +126,18 @@ raise_nofile(void)
 	}
 }
 
+unsigned long
+daemon_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return 1024;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
+		return 1000000;
+	return (unsigned long)rl.rlim_cur;
+}
+
 struct event_base *
 daemon_base_new(void)
 {

@@ -47,6 +47,10 @@ struct event_base *daemon_base_new(void);
 void daemon_on_reload(struct event_base *base, void (*cb)(void *arg),
     void *arg);
 
+/* The open-file limit in force (after daemon_base_new raised it), at most
+ * 1,000,000; 1,024 when it cannot be read. */
+unsigned long daemon_nofile(void);
+
 /* Run the loop until a signal; returns 0, or -1 if the loop failed. */
 int daemon_run(struct event_base *base);
 

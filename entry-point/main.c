@@ -24,21 +24,31 @@
 #include "route.h"
 
 #define PROGNAME "entry-point"
-#define NSPECS (CLIENT_NSPECS + 1)
+#define NSPECS (CLIENT_NSPECS + 4)
 #define USAGE PROGNAME " -r ROUTES [-s HOST:PORT] [-c CERT] [-a KEY] " \
     "[-g GROUP] [options]"
-/* Built-in limits (README, "entry-point"); past them a new user
- * connection is reset at once. */
-#define WAIT_MAX 4096		/* connections waiting for a channel */
-#define WAIT_TIMEOUT 10		/* seconds one may wait */
-#define CONNS_MAX 20000		/* live connections */
+/*
+ * Limits (README, "entry-point"); past them a new user connection is
+ * reset at once.  Not given, --max-connections follows the open-file
+ * limit: each connection holds two descriptors (its source and its
+ * channel), and the pool's idle channels and the process need the rest.
+ */
+#define WAITING_DEFAULT_MAX 4096	/* --max-waiting, at most */
+#define RESERVE_FILES 64		/* listeners, the process, the log */
 
 /* What the options say; a reload parses a new one beside the running. */
 struct settings {
 	struct client_options client;
 	const char *routes_text;	/* -r, or routes = in the file */
+	unsigned long max_connections;	/* 0: derived */
+	unsigned long max_waiting;	/* 0: derived */
+	unsigned long wait_timeout;
 	struct opts opts;		/* storage behind the strings */
 };
+
+/* The limits in force (from the running settings, derived where not
+ * given). */
+static unsigned long conns_max, waiting_max, wait_timeout;
 
 struct waiter {
 	struct conn *conn;
@@ -84,15 +94,38 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	while ((w = TAILQ_FIRST(&waiters)) != NULL &&
-	    now - w->since >= WAIT_TIMEOUT) {
+	    now - w->since >= (time_t)wait_timeout) {
 		TAILQ_REMOVE(&waiters, w, link);
 		nwaiters--;
-		log_warnx("no channel to relay %s within %d s: closing a "
-		    "connection", pool_relay_name(client.pool), WAIT_TIMEOUT);
+		log_warnx("no channel to relay %s within %lu s (--wait-timeout):"
+		    " closing a connection", pool_relay_name(client.pool),
+		    wait_timeout);
 		conn_abort(w->conn);
 		free(w);
 	}
 	pool_set_waiting(client.pool, nwaiters);
+}
+
+/* A connection refused at a limit: one warning a second at most, with the
+ * count of the others. */
+static void
+limit_refusal(const struct route_listener *l, const char *src)
+{
+	static time_t last;
+	static unsigned more;
+	time_t now = time(NULL);
+
+	if (now == last) {
+		more++;
+		return;
+	}
+	log_warnx("route '%s': refused connection from %s (%s%lu)%s", l->route.text,
+	    src, nwaiters >= waiting_max ? "waiting for a channel: "
+	    "--max-waiting " : "--max-connections ", nwaiters >= waiting_max ?
+	    waiting_max : conns_max, more > 0 ? "; and others in the second "
+	    "before" : "");
+	last = now;
+	more = 0;
 }
 
 void
@@ -111,10 +144,8 @@ entry_accept(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 		netaddr_close_reset(fd);
 		return;
 	}
-	if (conn_count() >= CONNS_MAX || nwaiters >= WAIT_MAX) {
-		log_warnx("route '%s': refused connection from %s (%s)",
-		    l->route.text, src, nwaiters >= WAIT_MAX ?
-		    "too many waiting for a channel" : "too many connections");
+	if (conn_count() >= conns_max || nwaiters >= waiting_max) {
+		limit_refusal(l, src);
 		netaddr_close_reset(fd);
 		return;
 	}
@@ -146,10 +177,42 @@ settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 {
 	client_option_specs(&s->client, specs);
 	s->routes_text = NULL;
+	s->max_connections = s->max_waiting = 0;
+	s->wait_timeout = 10;
 	specs[CLIENT_NSPECS] = (struct opt_spec){ 'r', "routes", OPT_STRING,
 	    &s->routes_text, 0, 0, "ROUTES", "comma-separated routes: "
 	    "port:port, ip:port:port, port:host:port, ip:port:host:port "
 	    "(required)" };
+	specs[CLIENT_NSPECS + 1] = (struct opt_spec){ 0, "max-connections",
+	    OPT_UINT, &s->max_connections, 1, 1000000, "N", "user connections "
+	    "at once, at most (default: from the open-file limit)" };
+	specs[CLIENT_NSPECS + 2] = (struct opt_spec){ 0, "max-waiting",
+	    OPT_UINT, &s->max_waiting, 1, 1000000, "N", "of them waiting for a "
+	    "channel, at most (default: --max-connections, up to 4096)" };
+	specs[CLIENT_NSPECS + 3] = (struct opt_spec){ 0, "wait-timeout",
+	    OPT_UINT, &s->wait_timeout, 1, 3600, "SECONDS", "how long one may "
+	    "wait for a channel (default 10)" };
+}
+
+/* The limits s says, derived where not given (the pool's ceiling is
+ * known: client_init ran); logs them with from, when from is not NULL. */
+static void
+limits_apply(const struct settings *s, const char *from)
+{
+	unsigned long files = daemon_nofile(), pool = client.pool_max, n;
+
+	n = files > RESERVE_FILES + pool + 2 ? (files - RESERVE_FILES - pool) /
+	    2 : 1;
+	conns_max = s->max_connections ? s->max_connections : n;
+	waiting_max = s->max_waiting ? s->max_waiting : conns_max <
+	    WAITING_DEFAULT_MAX ? conns_max : WAITING_DEFAULT_MAX;
+	wait_timeout = s->wait_timeout;
+	if (from != NULL)
+		log_info("%slimits: --max-connections %lu%s, --max-waiting %lu "
+		    "for %lu s, --pool-max %lu%s, from the open-file limit %lu",
+		    from, conns_max, s->max_connections ? " (given)" : "",
+		    waiting_max, wait_timeout, pool, client.pool_max_given ?
+		    " (given)" : "", files);
 }
 
 static void
@@ -228,6 +291,7 @@ reload(void *arg)
 	routes_commit(&ch, changes, sizeof(changes));
 	settings_free(running);
 	running = next;
+	limits_apply(running, NULL);	/* the numbers apply at once */
 	free(routes);
 	log_info("reload: %s, %s", changes, what);
 	return;
@@ -273,6 +337,7 @@ main(int argc, char **argv)
 	if (routes_prepare(base, routes, n, &ch, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	routes_commit(&ch, err, sizeof(err));	/* the summary: unused */
+	limits_apply(running, "");
 	memset(&pc, 0, sizeof(pc));
 	pc.role = ROLE_ENTRY;
 	pc.on_idle = serve_waiters;

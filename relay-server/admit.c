@@ -119,15 +119,56 @@ slot_take(struct rchan *c, struct keyset *ks, const struct authkey *k,
 	return 0;
 }
 
-/* One of --max-channels for c, now that it is authenticated (strangers
- * have a budget of their own).  0, or -1 after refusing (relay busy). */
-static int
-channel_slot_take(struct rchan *c)
+/*
+ * At --max-channels: the idle channel to close so that a channel of role
+ * in group gid gets its slot, or NULL.  The budget is shared fairly, so
+ * that idle pool channels never starve the other role or another group:
+ * a role that holds less than half of it takes the oldest idle channel of
+ * the other role; within a role, a group takes the oldest idle channel of
+ * a group that has at least two idle channels more than it.  Only this
+ * worker's channels are looked at (SO_REUSEPORT spreads clients evenly).
+ */
+static struct rchan *
+fair_victim(struct worker *w, uint8_t role, uint32_t gid)
 {
+	uint8_t other = role == ROLE_ENTRY ? ROLE_REVERSE : ROLE_ENTRY;
+	struct group *mine = group_find(w, gid);
+	unsigned have = mine != NULL ? mine->nidle_role[role] : 0;
+	struct rchan *v;
+
+	if (relay_slots_of(role) < relay_cfg.max_channels / 2 &&
+	    (v = TAILQ_FIRST(&w->idle[other])) != NULL)
+		return v;
+	TAILQ_FOREACH(v, &w->idle[role], ilink)
+		if (v->group != mine && v->group->nidle_role[role] >= have + 2)
+			return v;
+	return NULL;
+}
+
+/* One of --max-channels for c, now that it is authenticated (strangers
+ * have a budget of their own), as role in group gid: taken, or passed
+ * from an idle channel closed to make room (fair_victim).  0, or -1 after
+ * refusing (relay busy). */
+static int
+channel_slot_take(struct rchan *c, uint8_t role, uint32_t gid)
+{
+	struct rchan *v;
 	time_t now;
 
-	if (relay_slot_take() == 0) {
+	if (relay_slot_take(role) == 0) {
 		c->has_slot = 1;	/* given back by rchan_free */
+		return 0;
+	}
+	if ((v = fair_victim(c->w, role, gid)) != NULL) {
+		v->has_slot = 0;
+		relay_slot_pass(v->role, role);
+		c->has_slot = 1;
+		/* Its client takes it as a refusal and backs off. */
+		(void)wire_send_auth_result(v->bev, AUTH_BUSY);
+		rchan_close_flush(v, LOG_LEVEL_DEBUG, "%s: idle %s channel of "
+		    "group %u closed to make room (--max-channels) for a %s "
+		    "of group %u", v->peer, role_name(v->role), v->gid,
+		    role_name(role), gid);
 		return 0;
 	}
 	now = mono_now();
@@ -218,8 +259,10 @@ auth_check(struct rchan *c, const struct frame_header *h)
 		    auth_code_text(AUTH_BAD_SIGNATURE), label);
 		return -1;
 	}
+	c->role = m.role;		/* the slot counts by role */
 	if (rights_check(c, k, m.role, m.group, "") == -1 ||
-	    channel_slot_take(c) == -1 || slot_take(c, ks, k, "") == -1) {
+	    channel_slot_take(c, m.role, m.group) == -1 ||
+	    slot_take(c, ks, k, "") == -1) {
 		keyset_release(ks);
 		return -1;
 	}

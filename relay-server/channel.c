@@ -105,6 +105,11 @@ void
 rchan_set_state(struct rchan *c, enum rchan_state to)
 {
 	assert(c->state != R_DEAD);
+	if (c->state == R_IDLE && c->w != NULL) {
+		TAILQ_REMOVE(&c->w->idle[c->role % 3], c, ilink);
+		if (c->group != NULL)
+			c->group->nidle_role[c->role % 3]--;
+	}
 	if (c->list != NULL) {
 		TAILQ_REMOVE(c->list, c, qlink);
 		group_count(c->group, c->list, 0);
@@ -114,6 +119,11 @@ rchan_set_state(struct rchan *c, enum rchan_state to)
 	if (to != R_AUTH)
 		stranger_leave(c);	/* authenticated, or closing */
 	c->state = to;
+	if (to == R_IDLE) {
+		TAILQ_INSERT_TAIL(&c->w->idle[c->role % 3], c, ilink);
+		if (c->group != NULL)
+			c->group->nidle_role[c->role % 3]++;
+	}
 	if ((c->list = state_list(c, to)) != NULL) {
 		TAILQ_INSERT_TAIL(c->list, c, qlink);
 		group_count(c->group, c->list, 1);

@@ -26,6 +26,17 @@
 #include "wire.h"
 
 struct group *
+group_find(struct worker *w, uint32_t id)
+{
+	struct group *g;
+
+	LIST_FOREACH(g, &w->groups, link)
+		if (g->id == id)
+			return g;
+	return NULL;
+}
+
+struct group *
 group_ref(struct worker *w, uint32_t id)
 {
 	struct group *g;

@@ -5,17 +5,19 @@
  *
  *   reserve          = 32 + 4 per worker (listening sockets, eventfd and
  *                      epoll per worker, standard streams, files read)
- *   --max-handshakes = nofile / 128, within 64 .. 1024
+ *   --max-handshakes = nofile / 64, within 256 .. 4096
  *                      (not yet authenticated; past it a new one evicts
  *                      the oldest, so a flood shortens grace times and
  *                      never locks anyone out: stranger.c)
- *   per source       = --max-handshakes / 4, at least 16
+ *   per source       = --max-handshakes / 2, at least 128 (what a few
+ *                      clients' refills behind one NAT dial at once)
  *   --max-channels   = nofile - reserve - --max-handshakes
  *                      (authenticated channels: room strangers never take)
  *
- * With the hard limit of 20,000 here that is 156 handshakes (39 from one
- * address) and 19,804 channels: a tunnel holds 9,500 user connections
- * (19,000 channels) with both pools' idle channels beside them.  A value
+ * With the hard limit of 20,000 here that is 312 handshakes (156 from one
+ * address) and 19,648 channels: a tunnel holds 9,500 user connections
+ * (19,000 channels) with both pools' idle channels (at most 156 each, at
+ * the clients' derived --pool-max) beside them.  A value
  * given on the command line is kept as it is; the relay warns when what
  * is given does not fit the limit.
  */
@@ -25,9 +27,13 @@
 
 #include <stdio.h>
 
-#define HANDSHAKES_MIN 64
-#define HANDSHAKES_MAX 1024
-#define SOURCE_MIN 16
+#define HANDSHAKES_SHARE 64	/* a 64th of the descriptors */
+#define HANDSHAKES_MIN 256
+#define HANDSHAKES_MAX 4096
+/* From one address: half the budget, and never less than what a few
+ * clients behind one NAT dial at once (each pool: up to 32 handshakes in
+ * flight, POOL_DIALS_MAX), so that a burst of refills never hits it. */
+#define SOURCE_MIN 128
 
 /* The open-file limit in force (after daemon_base_new raised it). */
 static unsigned long long
@@ -58,13 +64,13 @@ limits_derive(struct relay_config *cfg, const struct relay_options *o)
 
 	h = o->max_handshakes;
 	if (h == 0) {
-		h = files / 128;
+		h = files / HANDSHAKES_SHARE;
 		h = h < HANDSHAKES_MIN ? HANDSHAKES_MIN : h > HANDSHAKES_MAX ?
 		    HANDSHAKES_MAX : h;
 	}
 	s = o->max_handshakes_source;
 	if (s == 0)
-		s = h / 4 < SOURCE_MIN ? SOURCE_MIN : h / 4;
+		s = h / 2 < SOURCE_MIN ? SOURCE_MIN : h / 2;
 	if (s > h)
 		s = h;
 	ch = o->max_channels;

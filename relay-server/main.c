@@ -160,8 +160,8 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 		    "open-file limit)" },
 		{ 0, "max-handshakes-per-source", OPT_UINT,
 		    &o->max_handshakes_source, 1, 100000, "N", "the same, from "
-		    "one address (default: a quarter of --max-handshakes, at "
-		    "least 16)" },
+		    "one address (default: half of --max-handshakes, at least "
+		    "128)" },
 		{ 0, "workers", OPT_UINT, &o->workers, 1, RELAY_WORKERS_MAX, "N",
 		    "event loops, in threads (default: the number of cores)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,

@@ -167,6 +167,7 @@ struct rchan {
 	struct source *src;
 	size_t preauth_bytes;		/* read from it so far */
 	TAILQ_ENTRY(rchan) slink, srclink;
+	TAILQ_ENTRY(rchan) ilink;	/* R_IDLE: its worker's idle[role] */
 	TAILQ_ENTRY(rchan) qlink;	/* on c->list */
 	LIST_ENTRY(rchan) link;		/* every channel of its worker */
 };
@@ -179,6 +180,7 @@ struct group {
 	struct rchan_list idle;		/* reverse-proxy channels */
 	struct rchan_list waiting;	/* entry-point channels with OPEN */
 	unsigned nidle, nwaiting;
+	unsigned nidle_role[3];		/* R_IDLE channels, by role */
 	unsigned published;		/* nwaiting, as the exchange knows it */
 	unsigned arrived;		/* channels moved here, not yet told */
 	int unused;			/* on its worker's unused list */
@@ -197,6 +199,7 @@ struct worker {
 	LIST_HEAD(, rchan) rchans;
 	LIST_HEAD(, group) groups;
 	struct rchan_list dead;		/* R_DEAD, for the reaper */
+	struct rchan_list idle[3];	/* R_IDLE by role, oldest first */
 	struct rchan_list strangers;	/* not yet authenticated, oldest first */
 	unsigned nstrangers;
 	LIST_HEAD(, source) sources[RELAY_SOURCE_BUCKETS];
@@ -403,6 +406,9 @@ void creds_free(void);
  * NULL when out of memory. */
 struct group *group_ref(struct worker *w, uint32_t id);
 
+/* The group with this id on w, or NULL (no reference taken). */
+struct group *group_find(struct worker *w, uint32_t id);
+
 /* One reference less; a group without any is freed by the reaper. */
 void group_unref(struct group *g);
 
@@ -458,10 +464,16 @@ void group_offer(struct group *g);
 /* Is any OPEN waiting on another worker for a channel?  (A hint.) */
 int relay_wanted(void);
 
-/* A channel slot of --max-channels: 0, or -1 when all are taken. */
-int relay_slot_take(void);
-void relay_slot_give(void);
+/* A channel slot of --max-channels for a channel of role: 0, or -1 when
+ * all are taken. */
+int relay_slot_take(uint8_t role);
+void relay_slot_give(uint8_t role);
 unsigned relay_slots_used(void);
+/* Slots held by channels of role now (a snapshot). */
+unsigned relay_slots_of(uint8_t role);
+/* A slot passes from a channel of role from to one of role to (the total
+ * stays: an eviction that makes room). */
+void relay_slot_pass(uint8_t from, uint8_t to);
 
 /*
  * Set up cfg->workers workers: worker 0 runs on base (the main thread's

@@ -51,7 +51,7 @@ rchan_free(struct rchan *c)
 		limit_give(c->key_slot);
 	keyset_release(c->keyset);	/* after the slot: it lives there */
 	if (c->has_slot)
-		relay_slot_give();
+		relay_slot_give(c->role);
 	if (c->w != NULL)
 		stranger_leave(c);	/* (rchan_set_state did, as a rule) */
 	rchan_unhook(c);

@@ -50,16 +50,35 @@ static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(, xgroup) xgroups = LIST_HEAD_INITIALIZER(xgroups);
 static atomic_uint xneed;		/* channels wanted, all groups */
 
+static atomic_uint role_slots[3];	/* of slots, by role */
+
 int
-relay_slot_take(void)
+relay_slot_take(uint8_t role)
 {
-	return limit_take(&slots);
+	if (limit_take(&slots) == -1)
+		return -1;
+	atomic_fetch_add(&role_slots[role % 3], 1);
+	return 0;
 }
 
 void
-relay_slot_give(void)
+relay_slot_give(uint8_t role)
 {
+	atomic_fetch_sub(&role_slots[role % 3], 1);
 	limit_give(&slots);
+}
+
+unsigned
+relay_slots_of(uint8_t role)
+{
+	return atomic_load(&role_slots[role % 3]);
+}
+
+void
+relay_slot_pass(uint8_t from, uint8_t to)
+{
+	atomic_fetch_sub(&role_slots[from % 3], 1);
+	atomic_fetch_add(&role_slots[to % 3], 1);
 }
 
 unsigned
@@ -344,6 +363,8 @@ worker_init(struct worker *w, unsigned id, struct event_base *base)
 	TAILQ_INIT(&w->unused);
 	TAILQ_INIT(&w->inbox);
 	TAILQ_INIT(&w->strangers);
+	for (i = 0; i < 3; i++)
+		TAILQ_INIT(&w->idle[i]);
 	for (i = 0; i < RELAY_SOURCE_BUCKETS; i++)
 		LIST_INIT(&w->sources[i]);
 	if (pthread_mutex_init(&w->lock, NULL) != 0)

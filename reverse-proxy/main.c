@@ -182,6 +182,9 @@ main(int argc, char **argv)
 	log_info("relay %s, group %lu: keeping %lu idle channels ready",
 	    running.client.server_address, running.client.group,
 	    running.client.pool_min);
+	log_info("limits: --pool-max %lu%s, from the open-file limit %lu",
+	    client.pool_max, client.pool_max_given ? " (given)" : "",
+	    daemon_nofile());
 	log_allow("");
 
 	rc = daemon_run(base);

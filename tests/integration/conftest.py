@@ -783,3 +783,18 @@ def tunnel(start_daemon, echo_server, keys):
         return t
 
     return make
+
+
+@pytest.fixture(scope="session")
+def bench_tools(tmp_path_factory):
+    """bench/loadgen and bench/echo (the benchmark's client and echo server), built as the
+    bench builds them: {"loadgen": path, "echo": path}."""
+    out_dir = tmp_path_factory.mktemp("bench-tools")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    made = {}
+    for tool in ("loadgen", "echo"):
+        out = out_dir / tool
+        subprocess.run(["cc", "-O2", "-std=c11", "-D_GNU_SOURCE", "-pthread", "-o", str(out),
+                        os.path.join(root, "bench", tool + ".c")], check=True, timeout=120)
+        made[tool] = str(out)
+    return made

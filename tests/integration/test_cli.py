@@ -294,15 +294,15 @@ def test_relay_warns_when_max_channels_exceed_the_open_file_limit(keys):
         valid_args("relay-server", keys)
     with started_with_nofile(args, 512, 512, stderr=subprocess.PIPE) as p:
         line = limits_line(p)
-        assert "limits: --max-channels 5000 (given), --max-handshakes 64 (16 from one " \
+        assert "limits: --max-channels 5000 (given), --max-handshakes 256 (128 from one " \
             "address), from the open-file limit 512" in line, line
         line = p.stderr.readline()
-        assert "--max-channels 5000 and --max-handshakes 64 do not fit the open-file " \
+        assert "--max-channels 5000 and --max-handshakes 256 do not fit the open-file " \
             "limit 512" in line, line
 
 
 def test_relay_derives_its_limits_from_the_open_file_limit(keys):
-    """With 20,000 descriptors and no flags: 156 handshakes (39 from one address) and the
+    """With 20,000 descriptors and no flags: 312 handshakes (156 from one address) and the
     rest for authenticated channels, less the relay's own."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 20000 and os.geteuid() != 0:
@@ -310,5 +310,5 @@ def test_relay_derives_its_limits_from_the_open_file_limit(keys):
     args = [bin_path("relay-server"), "--workers", "2"] + valid_args("relay-server", keys)
     with started_with_nofile(args, 20000, 20000, stderr=subprocess.PIPE) as p:
         line = limits_line(p)
-        assert "limits: --max-channels 19804, --max-handshakes 156 (39 from one address), " \
+        assert "limits: --max-channels 19648, --max-handshakes 312 (156 from one address), " \
             "from the open-file limit 20000 (40 kept for the relay itself)" in line, line
