@@ -8,7 +8,7 @@
 #   make test SANITIZE=1      the same, built with AddressSanitizer and UBSan
 #   make DEBUG=1              a build that checks our invariants (assert)
 #   make demo                 a whole tunnel on loopback, one request through it
-#   make bench                the tunnel against a direct connection, OpenSSH and stunnel
+#   make bench                the tunnel against a direct connection, OpenSSH, stunnel and HAProxy
 #   make deps                 install the Debian packages the build and tests need
 #   make clean
 
@@ -145,8 +145,8 @@ demo: deps
 	@$(MAKE) --no-print-directory -s all
 	@TRP_BIN_DIR=$(abspath $(BUILD)) sh tests/demo.sh
 
-# Same load through direct, OpenSSH, stunnel and the tunnel; BENCH_QUICK=1 for a smoke run.
-BENCH_PKGS := openssh-client openssh-server stunnel4 procps
+# Same load through direct, OpenSSH, stunnel, HAProxy and the tunnel; BENCH_QUICK=1 for a smoke run.
+BENCH_PKGS := openssh-client openssh-server stunnel4 haproxy procps
 bench: all
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	TRP_BIN_DIR=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) bash bench/run.sh

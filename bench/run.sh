@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make bench: the tunnel against a direct connection, an OpenSSH -R/-L chain
-# and a two-hop stunnel chain, all on loopback, the same load on each path in
-# the same run.
+# make bench: the tunnel against a direct connection, an OpenSSH -R/-L chain,
+# a two-hop stunnel chain and a two-hop HAProxy chain, all on loopback, the
+# same load on each path in the same run.
 #
 #   bash bench/run.sh                 full run (a few minutes)
 #   BENCH_QUICK=1 bash bench/run.sh   small sizes (under a minute)
@@ -32,6 +32,8 @@ done
 for t in /usr/sbin/sshd ssh ssh-keygen stunnel4 openssl; do
 	command -v "$t" >/dev/null 2>&1 || die "$t not found (Debian: openssh-server openssh-client stunnel4 openssl)"
 done
+HAPROXY=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)  # /usr/sbin: not in every PATH
+[ -x "$HAPROXY" ] || die "haproxy not found (Debian: haproxy)"
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 command -v "$PY" >/dev/null 2>&1 || die "python3 not found (used to pick free ports)"
@@ -124,7 +126,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mkdir -p "$TMP/logs" "$TMP/keys" "$TMP/ssh" "$TMP/stunnel"
+mkdir -p "$TMP/logs" "$TMP/keys" "$TMP/ssh" "$TMP/stunnel" "$TMP/haproxy"
 
 # ---- free ports: outside the ephemeral range, so that the load's own
 # outgoing connections cannot take one before its daemon binds it -------------
@@ -159,8 +161,9 @@ print(' '.join(map(str, got)))
 EOF
 }
 read -r ECHO_PORT SSHD_PORT SSH_RPORT SSH_LPORT ST_APORT ST_BPORT ST_BMID ST_CPORT \
-    RELAY_PORT EP_PORT RELAY1_PORT EP1_PORT < <(free_ports 12) || die "no free ports"
-[ -n "${EP1_PORT:-}" ] || die "no free ports"
+    RELAY_PORT EP_PORT RELAY1_PORT EP1_PORT HAP_APORT HAP_BPORT HAP_CPORT \
+    < <(free_ports 15) || die "no free ports"
+[ -n "${HAP_CPORT:-}" ] || die "no free ports"
 
 # ---- /proc helpers -----------------------------------------------------------
 alive() { # PID -> 0 if running (not a zombie)
@@ -199,13 +202,14 @@ fd_count() { # PID... -> open fds summed
 
 # tunnel1: a second tunnel whose relay has one worker, for the workers table
 # (not in the hold figure).
-PATHS=(direct ssh stunnel tunnel tunnel1)
-MAIN_PATHS=(direct ssh stunnel tunnel)	# tunnel1 only in throughput and rate 32
+PATHS=(direct ssh stunnel haproxy tunnel tunnel1)
+MAIN_PATHS=(direct ssh stunnel haproxy tunnel)	# tunnel1 only in throughput and rate 32
 WORKERS=$(nproc)
 declare -A PORT PROCS DEAD
 PORT[direct]=$ECHO_PORT
 PORT[ssh]=$SSH_LPORT
 PORT[stunnel]=$ST_APORT
+PORT[haproxy]=$HAP_APORT
 PORT[tunnel]=$EP_PORT
 PORT[tunnel1]=$EP1_PORT
 
@@ -378,14 +382,57 @@ start stunnel-B stunnel-B stunnel4 "$T/b.conf"; ST_B_PID=$LAST_PID
 start stunnel-A stunnel-A stunnel4 "$T/a.conf"; ST_A_PID=$LAST_PID
 PROCS[stunnel]="$ST_A_PID $ST_B_PID $ST_C_PID"
 
+# ---- HAProxy: A (plain in, TLS out) -TLS-> B (terminates, re-encrypts) -TLS-> C -
+# C terminates TLS and talks plain TCP to the echo server: two TLS hops, the
+# middle one decrypting and re-encrypting, like entry-point -> relay ->
+# reverse-proxy. Mode tcp, TLS 1.3 only, the bench's certificate pinned as
+# the only CA (verify required) and its host name checked (SNI and
+# verifyhost localhost); HAProxy's own defaults otherwise, as it comes:
+#  - no maxconn anywhere (global or frontend): each process derives its
+#    maxconn from its open-file limit, the same $NOFILE every path gets
+#    (about half of it: two descriptors per connection); -V makes it print
+#    the value, which the table's notes report;
+#  - nbthread its default (the CPUs it may run on);
+#  - no timeouts (HAProxy's default; it warns about that in its log);
+#  - TLS session resumption on (its default: as a client it offers its
+#    server the last session, as a server it issues tickets), where the
+#    stunnel chain has it off.
+# -db: in the foreground, one process each (its threads inside), started and
+# ended like every other daemon here, so that its PID is the one whose CPU
+# time and RSS are measured.
+H=$TMP/haproxy
+cat "$K/server.crt" "$K/server.key" >"$H/server.pem" && chmod 600 "$H/server.pem" ||
+    die "cannot write $H/server.pem"
+hap_cfg() { # NAME BIND_TLS(0/1) LISTEN_PORT SERVER_TLS(0/1) SERVER_PORT
+	local bind_tls="" server_tls=""
+	[ "$2" = 1 ] && bind_tls=" ssl crt $H/server.pem ssl-min-ver TLSv1.3"
+	[ "$4" = 1 ] && server_tls=" ssl ssl-min-ver TLSv1.3 verify required ca-file $K/server.crt sni str(localhost) verifyhost localhost"
+	cat <<EOF
+# haproxy $1 for the benchmark only: loopback, mode tcp, HAProxy's defaults
+# otherwise: no global section, so no maxconn (derived from the open-file
+# limit), nbthread its default.
+defaults
+	mode tcp
+listen $1
+	bind 127.0.0.1:$3$bind_tls
+	server next 127.0.0.1:$5$server_tls
+EOF
+}
+hap_cfg a 0 "$HAP_APORT" 1 "$HAP_BPORT" >"$H/a.cfg"
+hap_cfg b 1 "$HAP_BPORT" 1 "$HAP_CPORT" >"$H/b.cfg"
+hap_cfg c 1 "$HAP_CPORT" 0 "$ECHO_PORT" >"$H/c.cfg"
+start haproxy-C haproxy-C "$HAPROXY" -db -V -f "$H/c.cfg"; HAP_C_PID=$LAST_PID
+start haproxy-B haproxy-B "$HAPROXY" -db -V -f "$H/b.cfg"; HAP_B_PID=$LAST_PID
+start haproxy-A haproxy-A "$HAPROXY" -db -V -f "$H/a.cfg"; HAP_A_PID=$LAST_PID
+PROCS[haproxy]="$HAP_A_PID $HAP_B_PID $HAP_C_PID"
+
 # ---- the tunnel ------------------------------------------------------------------
 # Route 127.0.0.1:LPORT:ECHOPORT (rather than LPORT:ECHOPORT): the loopback
 # source filter makes the entry-point bind 127.0.0.1 only, so that nothing
 # the bench starts listens beyond loopback; the destination is the same.
-# --max-channels is sized to the hold load (each held user connection is two
-# relay channels, plus both idle pools), as sshd's limits are left large.
-RELAY_MAXCH=$((2 * HOLD_N + 4096))
-[ $RELAY_MAXCH -lt 10000 ] && RELAY_MAXCH=10000
+# Every daemon runs with its defaults: its limits follow the open-file limit
+# (the relay's --max-channels, the clients' --pool-max and --max-connections),
+# as HAProxy's maxconn does; no flag is sized to the load.
 # start_tunnel SUFFIX RELAY_PORT EP_PORT RELAY_FLAG... : relay, reverse-proxy and
 # entry-point, logs relay-server$SUFFIX ..., PIDs in RELAY_PID, RP_PID, EP_PID
 # (SUFFIX -1: RELAY1_PID ...).
@@ -402,13 +449,14 @@ start_tunnel() {
 	    -c "$K/server.crt" -a "$K/auth" -r "127.0.0.1:$eport:$ECHO_PORT"
 	printf -v "EP${sfx//-/}_PID" %s "$LAST_PID"
 }
-start_tunnel "" "$RELAY_PORT" "$EP_PORT" --max-channels "$RELAY_MAXCH" --workers "$WORKERS"
+start_tunnel "" "$RELAY_PORT" "$EP_PORT" --workers "$WORKERS"
 PROCS[tunnel]="$RELAY_PID $RP_PID $EP_PID"
 start_tunnel -1 "$RELAY1_PORT" "$EP1_PORT" --workers 1
 PROCS[tunnel1]="$RELAY1_PID $RP1_PID $EP1_PID"
 
 wait_roundtrip ssh || { tail_logs sshd-E ssh-R ssh-L; die "the OpenSSH chain did not carry an echo within 15 s"; }
 wait_roundtrip stunnel || { tail_logs stunnel-A stunnel-B stunnel-C; die "the stunnel chain did not carry an echo within 15 s"; }
+wait_roundtrip haproxy || { tail_logs haproxy-A haproxy-B haproxy-C; die "the HAProxy chain did not carry an echo within 15 s"; }
 wait_roundtrip tunnel || { tail_logs relay-server reverse-proxy entry-point; die "the tunnel did not carry an echo within 15 s"; }
 wait_roundtrip tunnel1 || { tail_logs relay-server-1 reverse-proxy-1 entry-point-1; die "the tunnel with a one-worker relay did not carry an echo within 15 s"; }
 
@@ -417,8 +465,15 @@ tls_of() { # PORT -> "TLSv1.3 TLS_AES_..." as negotiated by openssl s_client
 	    </dev/null 2>&1 | awk -F': ' '/^Protocol version/ {v=$2} /^Ciphersuite/ {c=$2} END {print v, c}'
 }
 ST_TLS=$(tls_of "$ST_CPORT")
+HAP_TLS=$(tls_of "$HAP_CPORT")
+HAP_VERSION=$("$HAPROXY" -v 2>&1 | awk '/version/ {print $3; exit}')
+# the maxconn each haproxy derived from the open-file limit (printed by -V)
+HAP_MAXCONN=$(for l in haproxy-A haproxy-B haproxy-C; do
+	sed -n 's/.*setting global\.maxconn to \([0-9]*\).*/\1/p' "$TMP/logs/$l.log" | head -n 1; done |
+    sort -u | paste -sd/ -)
+[ -n "$HAP_MAXCONN" ] || HAP_MAXCONN="not printed"
 TUN_TLS=$(tls_of "$RELAY_PORT")
-echo "bench: all four paths carry an echo; measuring"
+echo "bench: all five paths carry an echo; measuring"
 
 # ---- measuring -------------------------------------------------------------------
 declare -A VAL NOTE_CELL
@@ -427,14 +482,15 @@ FAILED=0
 
 check_paths() { # marks a path whose processes died
 	local path p
-	for path in ssh stunnel tunnel tunnel1; do
+	for path in ssh stunnel haproxy tunnel tunnel1; do
 		[ -n "${DEAD[$path]:-}" ] && continue
 		for p in ${PROCS[$path]}; do
 			if ! alive "$p"; then
 				local name
 				name=$(for n in RELAY_PID:relay-server RP_PID:reverse-proxy EP_PID:entry-point \
 				    SSHD_PID:sshd SSH_R_PID:ssh-R SSH_L_PID:ssh-L ST_A_PID:stunnel-A \
-				    ST_B_PID:stunnel-B ST_C_PID:stunnel-C RELAY1_PID:relay-server-1 \
+				    ST_B_PID:stunnel-B ST_C_PID:stunnel-C HAP_A_PID:haproxy-A \
+				    HAP_B_PID:haproxy-B HAP_C_PID:haproxy-C RELAY1_PID:relay-server-1 \
 				    RP1_PID:reverse-proxy-1 EP1_PID:entry-point-1; do
 					v=${n%%:*}; [ "${!v}" = "$p" ] && echo "${n#*:}"; done)
 				DEAD[$path]="$name (pid $p) exited"
@@ -564,7 +620,7 @@ hold_fig() {
 	if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((2 * HOLD_N + 256)) ]; then
 		NOTES+=("hold $HOLD_N: the open-file limit ($NOFILE, the hard limit here; raising it needs root with CAP_SYS_RESOURCE) is below 2 per connection plus spares: a one-process proxy holding both sides of each connection stops near $(( (NOFILE - 256) / 2 ))")
 	fi
-	for path in direct ssh stunnel tunnel; do
+	for path in "${MAIN_PATHS[@]}"; do
 		if [ -n "${DEAD[$path]:-}" ]; then
 			for k in held heldok mem fdback; do VAL[$k|$path]="dead"; done
 			continue
@@ -618,6 +674,9 @@ hold_fig() {
 			     tail_logs sshd-E ssh-R ssh-L >"$TMP/tail.txt" ;;
 			stunnel) NOTES+=("hold $HOLD_N, stunnel: managed $held (marked '!')")
 			     tail_logs stunnel-A stunnel-B stunnel-C >"$TMP/tail.txt" ;;
+			haproxy) # no log lines configured: its logs hold only the start-up
+			     NOTES+=("hold $HOLD_N, haproxy: managed $held (marked '!'; its maxconn $HAP_MAXCONN, derived from the open-file limit)")
+			     : >"$TMP/tail.txt" ;;
 			tunnel) NOTES+=("hold $HOLD_N, tunnel: managed $held (marked '!')")
 			     tail_logs relay-server reverse-proxy entry-point >"$TMP/tail.txt" ;;
 			*) NOTES+=("hold $HOLD_N, $path: managed $held (marked '!')"); : >"$TMP/tail.txt" ;;
@@ -700,22 +759,28 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo "$MACHINE"
 	echo "paths: direct = client -> echo server; ssh = OpenSSH ssh -L -> sshd -> ssh -R (one sshd, two sessions);"
 	echo "       stunnel = stunnel A (client) -TLS-> B (server+client) -TLS-> C (server), full handshakes;"
+	echo "       haproxy = haproxy A (plain in, TLS out) -TLS-> B (terminates, re-encrypts) -TLS-> C (terminates),"
+	echo "       mode tcp, HAProxy's defaults otherwise (maxconn derived from the open-file limit: $HAP_MAXCONN;"
+	echo "       nbthread its default; session resumption on, its default);"
 	echo "       tunnel = entry-point -TLS-> relay-server <-TLS- reverse-proxy ($("$BIN/relay-server" -V 2>&1 | head -n1)),"
 	echo "       relay-server --workers $WORKERS (the number of cores, its default)."
 	echo "crypto: ssh $(ssh -V 2>&1), cipher $SSH_CIPHER (OpenSSH default); stunnel $(stunnel4 -version 2>&1 | awk '/^stunnel/ {print $2; exit}'), $ST_TLS;"
-	echo "        tunnel $TUN_TLS; keys by $KEYS_BY."
+	echo "        haproxy $HAP_VERSION, $HAP_TLS; tunnel $TUN_TLS; keys by $KEYS_BY."
 	echo
-	printf '%-42s %10s %10s %10s %10s | %9s %9s %9s\n' "figure" direct ssh stunnel tunnel "tun/ssh" "tun/stun" "tun/dir"
-	printf '%s\n' "$(printf '%.0s-' $(seq 1 118))"
+	printf '%-42s %10s %10s %10s %10s %10s | %9s %9s %9s %9s\n' "figure" direct ssh stunnel haproxy tunnel \
+	    "tun/ssh" "tun/stun" "tun/hap" "tun/dir"
+	printf '%s\n' "$(printf '%.0s-' $(seq 1 139))"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r id label better withdirect <<<"$r"
-		d=${VAL[$id|direct]:-}; s=${VAL[$id|ssh]:-}; st=${VAL[$id|stunnel]:-}; t=${VAL[$id|tunnel]:-}
-		rs=""; rst=""; rd=""
+		d=${VAL[$id|direct]:-}; s=${VAL[$id|ssh]:-}; st=${VAL[$id|stunnel]:-}
+		h=${VAL[$id|haproxy]:-}; t=${VAL[$id|tunnel]:-}
+		rs=""; rst=""; rh=""; rd=""
 		if [ "$better" != none ]; then
-			rs=$(ratio "$t" "$s"); rst=$(ratio "$t" "$st")
+			rs=$(ratio "$t" "$s"); rst=$(ratio "$t" "$st"); rh=$(ratio "$t" "$h")
 			[ "$withdirect" = 1 ] && rd=$(ratio "$t" "$d")
 		fi
-		printf '%-42s %10s %10s %10s %10s | %9s %9s %9s\n' "$label" "$d" "$s" "$st" "$t" "$rs" "$rst" "$rd"
+		printf '%-42s %10s %10s %10s %10s %10s | %9s %9s %9s %9s\n' "$label" "$d" "$s" "$st" "$h" "$t" \
+		    "$rs" "$rst" "$rh" "$rd"
 	done
 	echo
 	echo "The relay's workers: the same tunnel with relay-server --workers 1 (its own three daemons), same run."
@@ -732,9 +797,9 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo
 	echo "Ratios are tunnel / other: above 1 is better for MB/s and conn/s, below 1 is better for cpu-s, us, ms and KiB."
 	echo "CPU per GiB: utime+stime (/proc/PID/stat fields 14-15) of the path's own processes (ssh: both ssh clients,"
-	echo "  sshd and its session processes; stunnel: its three processes; tunnel: its three daemons; not the echo"
-	echo "  server, not the load generator), divided by the GiB of payload the client sent (carried one way; the echo"
-	echo "  carries the same amount back)."
+	echo "  sshd and its session processes; stunnel, haproxy: their three processes; tunnel: its three daemons; not"
+	echo "  the echo server, not the load generator), divided by the GiB of payload the client sent (carried one way;"
+	echo "  the echo carries the same amount back)."
 	echo "Memory per held conn: VmRSS of the same processes while the connections are held, minus before, divided by"
 	echo "  the connections held.  fds back: open fds of those processes return to the pre-hold count within 20 s."
 	echo "Latency: one connection, TCP_NODELAY, sequential echoes, the first 10 not timed.  Throughput: echoed bytes /"
@@ -743,8 +808,9 @@ ELAPSED=$((SECONDS - START_SECONDS))
 	echo "  (/proc/net/netstat) across that path's burst."
 	echo "Hold: ${HOLD_N} connections (at most 500 connecting at once, set-up capped at ${HOLD_CAP} s), each echoes 16 B,"
 	echo "  held ${HOLD_SECS} s, each echoes 16 B again.  '!' = fewer than asked."
-	echo "Relay run with --max-channels $RELAY_MAXCH (sized to the hold); every process's open-file limit is $NOFILE."
-	for path in ssh stunnel tunnel; do
+	echo "The daemons run with their defaults (limits derived from the open-file limit); every process's open-file limit is $NOFILE"
+	echo "  (haproxy's maxconn, derived from it: $HAP_MAXCONN)."
+	for path in ssh stunnel haproxy tunnel; do
 		[ -n "${FDNOTE[$path]:-}" ] && echo "fds, $path: ${FDNOTE[$path]}"
 	done
 	if [ ${#NOTES[@]} -gt 0 ]; then
@@ -757,7 +823,7 @@ ELAPSED=$((SECONDS - START_SECONDS))
 } >"$OUT/results.txt"
 
 {
-	echo "figure,unit,direct,ssh,stunnel,tunnel,tunnel_per_ssh,tunnel_per_stunnel,tunnel_per_direct,tunnel_relay_1_worker"
+	echo "figure,unit,direct,ssh,stunnel,haproxy,tunnel,tunnel_per_ssh,tunnel_per_stunnel,tunnel_per_haproxy,tunnel_per_direct,tunnel_relay_1_worker"
 	for r in "${ROWS[@]}"; do
 		IFS='|' read -r id label better withdirect <<<"$r"
 		unit=$(sed -n 's/.*(\([^)]*\))$/\1/p' <<<"$label")
@@ -767,15 +833,16 @@ ELAPSED=$((SECONDS - START_SECONDS))
 		[ "$id" = burstf ] && name="burst of ${BURST_N}: failures"
 		[ "$id" = burstsyn ] && name="burst of ${BURST_N}: SYNs dropped"
 		[ "$id" = heldok ] && name="hold ${HOLD_N}: still echoing after ${HOLD_SECS} s"
-		d=${VAL[$id|direct]:-}; s=${VAL[$id|ssh]:-}; st=${VAL[$id|stunnel]:-}; t=${VAL[$id|tunnel]:-}
-		rs=""; rst=""; rd=""
+		d=${VAL[$id|direct]:-}; s=${VAL[$id|ssh]:-}; st=${VAL[$id|stunnel]:-}
+		h=${VAL[$id|haproxy]:-}; t=${VAL[$id|tunnel]:-}
+		rs=""; rst=""; rh=""; rd=""
 		if [ "$better" != none ]; then
-			rs=$(ratio "$t" "$s"); rst=$(ratio "$t" "$st")
+			rs=$(ratio "$t" "$s"); rst=$(ratio "$t" "$st"); rh=$(ratio "$t" "$h")
 			[ "$withdirect" = 1 ] && rd=$(ratio "$t" "$d")
 		fi
 		[ "$d" = "—" ] && d=""
-		printf '"%s",%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$name" "$unit" "$d" "$s" "$st" "$t" "$rs" "$rst" "$rd" \
-		    "${VAL[$id|tunnel1]:-}"
+		printf '"%s",%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$name" "$unit" "$d" "$s" "$st" "$h" "$t" \
+		    "$rs" "$rst" "$rh" "$rd" "${VAL[$id|tunnel1]:-}"
 	done
 } >"$OUT/results.csv"
 
