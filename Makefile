@@ -9,6 +9,7 @@
 #   make DEBUG=1              a build that checks our invariants (assert)
 #   make demo                 a whole tunnel on loopback, one request through it
 #   make bench                the tunnel against a direct connection, OpenSSH, stunnel and HAProxy
+#   make fuzz                 each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS (60)
 #   make deps                 install the Debian packages the build and tests need
 #   make clean
 
@@ -71,7 +72,8 @@ PYTEST_ARGS ?=
 DEB_PKGS := gcc make pkg-config libssl-dev libevent-dev libsodium-dev \
 	libcmocka-dev python3 python3-pytest curl openssl
 
-.PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean
+.PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean \
+	fuzz fuzz-build
 
 all: $(BINS)
 
@@ -151,7 +153,53 @@ bench: all
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	TRP_BIN_DIR=$(abspath $(BUILD)) BENCH_QUICK=$(BENCH_QUICK) bash bench/run.sh
 
+# Fuzzing (tests/fuzz/README.md): libFuzzer targets, built with clang apart
+# from everything else, against the common sources compiled again with
+# -fsanitize=fuzzer-no-link,address,undefined (not the gcc libcommon.a).
+# Each runs FUZZ_SECONDS on a scratch copy of its seed corpus; any crash,
+# leak or timeout (FUZZ_TIMEOUT seconds on one input) fails.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FUZZ_PKGS := clang libclang-rt-dev
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_OBJ := $(FUZZ_BUILD)/obj
+FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+# The warnings of CFLAGS (clang has no -Wformat-truncation); asserts on.
+FUZZ_CFLAGS := -O1 -g -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
+	-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	-Wmissing-prototypes -Icommon -pthread \
+	$(FUZZ_SANFLAGS) -fsanitize=fuzzer-no-link
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LIB := $(FUZZ_BUILD)/libcommon.a
+
+$(FUZZ_OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(COMMON_SRC:%.c=$(FUZZ_OBJ)/%.o)
+	rm -f $@
+	ar rcs $@ $^
+
+# (Kept: make would delete them as intermediate files.)
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_OBJ)/tests/fuzz/fuzz_%.o)
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_OBJ)/tests/fuzz/fuzz_%.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -pthread -o $@ $^ \
+	    $(PKG_LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(FUZZ_PKGS)"
+	@$(MAKE) --no-print-directory fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) \
+	    $(FUZZ_TARGETS)
+
 clean:
 	rm -rf build
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_OBJ) -name '*.d' 2>/dev/null)

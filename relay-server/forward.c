@@ -5,6 +5,9 @@
  * (DATA, the entry-point's OPEN, the reverse-proxy's OPEN_RESULT) up to the
  * next control frame goes in one evbuffer move, chains and all, even when
  * its last frame has not fully arrived (frame_left counts the rest).
+ * Which frames pass, and where a run ends, is common/framescan.c's (no
+ * I/O of its own: fuzzed by tests/fuzz/fuzz_framestream.c); this file
+ * does what it says.
  *
  * The rules of a pairing, per side (PROTOCOL.md, "Relaying"):
  *   - OPEN passes once, from the entry-point: the first frame of a
@@ -25,13 +28,12 @@
  */
 #include "relay.h"
 
-#include <stdio.h>
-
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "frame.h"
+#include "framescan.h"
 #include "tls.h"
 #include "wire.h"
 
@@ -42,50 +44,23 @@ forward_start(struct rchan *c)
 	c->frame_left = 0;
 }
 
-/* Does a frame of this type pass from src untouched?  If so, it is noted
- * as passed (the caller moves it). */
-static int
-passes(struct rchan *src, const struct frame_header *h)
+/* Ask framescan what to do with src's input (len bytes).  Its state is
+ * kept in src's own fields, which group.c reads too. */
+static enum framescan_verdict
+scan_next(struct rchan *src, struct evbuffer *in, size_t len, size_t *n,
+    char *err, size_t errlen)
 {
-	switch (h->type) {
-	case FRAME_DATA:
-		return !src->fin;
-	case FRAME_OPEN:
-		if (src->role != ROLE_ENTRY || src->opened)
-			return 0;
-		src->opened = 1;
-		return 1;
-	case FRAME_OPEN_RESULT:
-		if (src->role != ROLE_REVERSE || src->answered || src->fin)
-			return 0;
-		src->answered = 1;
-		return 1;
-	default:
-		return 0;
-	}
-}
+	struct framescan s = { src->role, src->opened, src->answered,
+	    src->fin, src->frame_left };
+	enum framescan_verdict v;
 
-/* How many of the len bytes at the front of in pass untouched: the rest
- * of a frame under way, then every frame whose header passes. */
-static size_t
-forward_run(struct rchan *src, struct evbuffer *in, size_t len)
-{
-	uint8_t hdr[FRAME_HEADER_LEN];
-	struct evbuffer_ptr pos;
-	struct frame_header h;
-	char err[FRAME_ERRLEN];
-	size_t run = src->frame_left;
-
-	while (run + FRAME_HEADER_LEN <= len) {
-		/* A bad header stops the run; it is dealt with at the front. */
-		if (evbuffer_ptr_set(in, &pos, run, EVBUFFER_PTR_SET) == -1 ||
-		    evbuffer_copyout_from(in, &pos, hdr, sizeof(hdr)) !=
-		    (ev_ssize_t)sizeof(hdr) || frame_header_decode(hdr,
-		    sizeof(hdr), &h, err, sizeof(err)) != 1 || !passes(src, &h))
-			break;
-		run += FRAME_HEADER_LEN + h.length;
-	}
-	return run;
+	v = framescan_next(&s, len, framescan_evbuffer_read, in, n, err,
+	    errlen);
+	src->opened = s.opened;
+	src->answered = s.answered;
+	src->fin = s.fin;
+	src->frame_left = s.frame_left;
+	return v;
 }
 
 /* Protocol error on src: it is closed, its partner gets RST (src's frames
@@ -99,88 +74,58 @@ pair_fail(struct rchan *src, const char *why)
 }
 
 /*
- * A frame that does not pass is at the front of src's input: act on it.
- * Its header is enough to refuse it (the relay never waits for the rest
- * of a frame it will not take); a PING or RETIRE is dropped once it has
- * all come.  Returns 1 to go on with the input, 0 to stop (more must
- * come, the pair ended, or it is closed).
+ * Pass on what src has read, as framescan says: runs of frames that pass
+ * in one move; a frame that does not is refused on its header alone (the
+ * relay never waits for the rest of a frame it will not take), and a PING
+ * or RETIRE is dropped once it has all come.
  */
-static int
-forward_control(struct rchan *src, int last)
-{
-	struct evbuffer *in = bufferevent_get_input(src->bev);
-	struct rchan *dst = src->partner;
-	struct frame_header h;
-	char err[FRAME_ERRLEN];
-	int r;
-
-	if ((r = frame_peek(in, &h, err, sizeof(err))) == -1) {
-		pair_fail(src, err);
-		return 0;
-	}
-	if (r == 0 && evbuffer_get_length(in) < FRAME_HEADER_LEN)
-		return 0;
-	switch (h.type) {
-	case FRAME_PING:
-	case FRAME_RETIRE:
-		if (r == 0)
-			return 0;
-		(void)evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
-		return 1;
-	case FRAME_FIN:		/* (empty: whole with its header) */
-		if (src->fin)
-			break;
-		(void)evbuffer_drain(in, FRAME_HEADER_LEN);
-		(void)wire_send(dst->bev, FRAME_FIN, NULL, 0);
-		src->fin = 1;
-		if (!dst->fin)
-			return 1;
-		pair_end(src, dst, last ? src : NULL);
-		return 0;
-	case FRAME_RST:		/* (empty too) */
-		(void)evbuffer_drain(in, FRAME_HEADER_LEN);
-		(void)wire_send(dst->bev, FRAME_RST, NULL, 0);
-		rchan_close(src, LOG_LEVEL_DEBUG, "%s: %s reset the connection",
-		    src->peer, role_name(src->role));
-		return 0;
-	default:
-		break;
-	}
-	snprintf(err, sizeof(err), "unexpected %s%s from the %s",
-	    frame_type_name(h.type), src->fin ? " after FIN" :
-	    (h.type == FRAME_OPEN && src->opened) ||
-	    (h.type == FRAME_OPEN_RESULT && src->answered) ? " again" : "",
-	    role_name(src->role));
-	pair_fail(src, err);
-	return 0;
-}
-
 void
 relay_forward(struct rchan *src, int last)
 {
 	struct evbuffer *in = bufferevent_get_input(src->bev);
 	struct evbuffer *out;
 	struct rchan *dst;
-	size_t len, run, n;
+	char err[FRAME_ERRLEN];
+	size_t len, n;
 	int r;
 
 	while (src->state == R_PAIRED && (len = evbuffer_get_length(in)) > 0) {
 		dst = src->partner;
-		if ((run = forward_run(src, in, len)) == 0) {
-			if (!forward_control(src, last))
-				break;
+		switch (scan_next(src, in, len, &n, err, sizeof(err))) {
+		case FRAMESCAN_PASS:
+			out = bufferevent_get_output(dst->bev);
+			r = n == len ? evbuffer_add_buffer(out, in) :
+			    evbuffer_remove_buffer(in, out, n) == (int)n ?
+			    0 : -1;
+			if (r == -1) {
+				rchan_close(src, LOG_LEVEL_QUIET, "%s: out of "
+				    "memory", src->peer);
+				return;
+			}
 			continue;
+		case FRAMESCAN_MORE:
+			break;
+		case FRAMESCAN_DROP:
+			(void)evbuffer_drain(in, n);
+			continue;
+		case FRAMESCAN_FIN:
+			(void)evbuffer_drain(in, n);
+			(void)wire_send(dst->bev, FRAME_FIN, NULL, 0);
+			if (!dst->fin)
+				continue;
+			pair_end(src, dst, last ? src : NULL);
+			break;
+		case FRAMESCAN_RST:
+			(void)evbuffer_drain(in, n);
+			(void)wire_send(dst->bev, FRAME_RST, NULL, 0);
+			rchan_close(src, LOG_LEVEL_DEBUG, "%s: %s reset the "
+			    "connection", src->peer, role_name(src->role));
+			break;
+		case FRAMESCAN_ERROR:
+			pair_fail(src, err);
+			break;
 		}
-		out = bufferevent_get_output(dst->bev);
-		n = run < len ? run : len;
-		r = n == len ? evbuffer_add_buffer(out, in) :
-		    evbuffer_remove_buffer(in, out, n) == (int)n ? 0 : -1;
-		if (r == -1) {
-			rchan_close(src, LOG_LEVEL_QUIET, "%s: out of memory",
-			    src->peer);
-			return;
-		}
-		src->frame_left = run - n;
+		break;		/* more must come, or the pair is over */
 	}
 	if (src->state != R_PAIRED)
 		return;
