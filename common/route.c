@@ -140,7 +140,12 @@ parse_source(const char *s, int bracketed, struct sockaddr_storage *ss)
 
 	memset(ss, 0, sizeof(*ss));
 	if (bracketed) {
-		if (inet_pton(AF_INET6, s, &sin6->sin6_addr) != 1)
+		/* An IPv4-mapped filter ([::ffff:a.b.c.d]) would admit
+		 * nobody: IPv4 clients meet an IPv6-only listener, and a
+		 * mapped peer counts as IPv4 (route_source_allowed).  The
+		 * filter for them is a.b.c.d. */
+		if (inet_pton(AF_INET6, s, &sin6->sin6_addr) != 1 ||
+		    IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
 			return -1;
 		sin6->sin6_family = AF_INET6;
 		return 0;
@@ -304,7 +309,8 @@ route_parse(const char *text, struct route *r, char *err, size_t errlen)
 		    -1) {
 			snprintf(err, errlen, "route '%s': source '%s' is not "
 			    "an %s address", text, f.source,
-			    f.source_bracketed ? "IPv6" : "IPv4 (or [IPv6])");
+			    f.source_bracketed ? "IPv6 (for an IPv4-mapped one, "
+			    "write the IPv4 address)" : "IPv4 (or [IPv6])");
 			return -1;
 		}
 		r->has_source = 1;

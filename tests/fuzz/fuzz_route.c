@@ -69,10 +69,10 @@ check_route(const struct route *r, char *err, size_t errlen)
 	/* Its own text, alone, is the same route. */
 	FUZZ_CHECK(route_parse(r->text, &again, err, errlen) == 0);
 	FUZZ_CHECK(memcmp(&again, r, sizeof(again)) == 0);
-	/* Known, reported (tests/fuzz/README.md, "Findings"): a bracketed
-	 * IPv4-mapped filter, [::ffff:a.b.c.d], is taken but admits nobody,
-	 * itself included.  Drop the exception once route.c refuses it. */
-	if (r->has_source && !is_mapped(&r->source)) {
+	/* A filter admits itself (an IPv4-mapped one, which admitted
+	 * nobody, is refused since: tests/fuzz/README.md, "Findings"). */
+	FUZZ_CHECK(!r->has_source || !is_mapped(&r->source));
+	if (r->has_source) {
 		FUZZ_CHECK(route_source_allowed(r,
 		    (const struct sockaddr *)&r->source) == 1);
 		if (r->source.ss_family == AF_INET) {

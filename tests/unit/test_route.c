@@ -592,6 +592,9 @@ test_bad_ipv4_source(void **state)
 {
 	(void)state;
 	parse_fails("10.0.0.256:8080:22", "source '10.0.0.256' is not an IPv4");
+	/* Found by fuzz_route: an IPv4-mapped filter admitted nobody. */
+	parse_fails("[::ffff:127.0.0.1]:18080:80", "source '::ffff:127.0.0.1' is "
+	    "not an IPv6 (for an IPv4-mapped one, write the IPv4 address)");
 	parse_fails("10.0.0:8080:22", "source '10.0.0' is not an IPv4");
 	parse_fails("localhost:8080:db.internal:22",
 	    "source 'localhost' is not an IPv4");
