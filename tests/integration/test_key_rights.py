@@ -266,11 +266,16 @@ def test_max_channels_holds_while_the_pool_asks_for_more(tunnel, rights, people)
     log = t.relay.log()
     admitted = len(re.findall(r"reverse-proxy authenticated, group 0, key SHA256:\S+ \(dave\)",
                               log))
-    refused = len(re.findall(r"channel limit reached: key SHA256:\S+ \(dave\)", log))
-    assert admitted == 3, "%d of dave's channels admitted" % admitted
+    refusals = re.findall(r"channel limit reached: key SHA256:\S+ \(dave\) holds (\d+) "
+                          r"channels", log)
+    # Held at 3: every refusal found the key holding exactly 3 (one of them may close and be
+    # replaced meanwhile, when a probe's channel is not reused: then one more is admitted).
+    assert admitted >= 3, "%d of dave's channels admitted" % admitted
+    assert refusals and set(refusals) == {"3"}, refusals
     # About 5 s since the first refusal: 1 s doubling makes 2-3 tries; 100 ms doubling
     # (the backoff after an ordinary failure) would have made 6.
-    assert 1 <= refused <= 4, "%d refusals" % refused
-    assert len(re.findall(r"channel limit reached", rp.log())) == 1
+    assert len(refusals) <= 4, "%d refusals" % len(refusals)
+    # Said once (again only after a success in between).
+    assert len(re.findall(r"channel limit reached", rp.log())) <= 2
     for _ in range(5):
         assert t.probe()
