@@ -42,15 +42,121 @@ daemon_log_init(const char *progname, int verbose, int quiet)
 	    LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 }
 
+/* The graceful stop (daemon_on_drain); one per process, like the signals. */
+static struct {
+	struct daemon_drain d;
+	unsigned long timeout;
+	int set, draining, ended;
+	unsigned waited;		/* in flight when the drain started */
+	struct event *poll, *timer;
+} drain;
+
+void
+daemon_stop(struct event_base *base)
+{
+	event_base_loopbreak(base);
+}
+
+int
+daemon_draining(void)
+{
+	return drain.draining;
+}
+
+/* The drain is over (done, timed out or cut short): say how it went and
+ * end the loop.  What is left is reset by the daemon's teardown. */
+static void
+drain_end(struct event_base *base)
+{
+	unsigned left;
+
+	if (drain.ended)
+		return;
+	drain.ended = 1;
+	left = drain.d.left(drain.d.arg);
+	log_info("drain over: waited for %u connection%s, %u finished, %u "
+	    "reset", drain.waited, drain.waited == 1 ? "" : "s",
+	    drain.waited > left ? drain.waited - left : 0, left);
+	(void)event_del(drain.poll);
+	(void)event_del(drain.timer);
+	daemon_stop(base);
+}
+
+/* Connections end in many places (in the relay, on every worker's
+ * thread): asking a few times a second is simpler than a hook in each. */
+static void
+drain_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	if (!drain.d.busy(drain.d.arg))
+		drain_end(arg);
+}
+
+static void
+drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	log_info("drain: --drain-timeout (%lu s) reached", drain.timeout);
+	drain_end(arg);
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct event_base *base = arg;
+	const char *name = sig == SIGINT ? "interrupted" : "terminated";
+	struct timeval poll = { 0, DAEMON_DRAIN_POLL_MS * 1000 };
+	struct timeval tv;
 
 	(void)what;
-	log_info("%s, shutting down", sig == SIGINT ? "interrupted" :
-	    "terminated");
-	event_base_loopbreak(base);
+	if (drain.draining) {
+		log_info("%s again: stopping at once", name);
+		drain_end(base);
+		return;
+	}
+	if (!drain.set || drain.timeout == 0) {
+		if (drain.set)
+			log_info("%s, shutting down (--drain-timeout 0: %u "
+			    "connection%s reset)", name,
+			    drain.d.left(drain.d.arg),
+			    drain.d.left(drain.d.arg) == 1 ? "" : "s");
+		else
+			log_info("%s, shutting down", name);
+		daemon_stop(base);
+		return;
+	}
+	drain.draining = 1;
+	drain.waited = drain.d.start(drain.d.arg);
+	log_info("%s: draining: no new connections, waiting for %u in flight "
+	    "(at most %lu s)", name, drain.waited, drain.timeout);
+	tv.tv_sec = (time_t)drain.timeout;
+	tv.tv_usec = 0;
+	if (event_add(drain.poll, &poll) == -1 ||
+	    event_add(drain.timer, &tv) == -1) {
+		log_warnx("cannot arm the drain timers: stopping at once");
+		drain_end(base);
+	}
+}
+
+void
+daemon_drain_timeout(unsigned long timeout)
+{
+	drain.timeout = timeout;
+}
+
+void
+daemon_on_drain(struct event_base *base, const struct daemon_drain *d,
+    unsigned long timeout)
+{
+	drain.d = *d;
+	drain.timeout = timeout;
+	drain.set = 1;
+	if (drain.poll == NULL && ((drain.poll = event_new(base, -1,
+	    EV_PERSIST, drain_poll_cb, base)) == NULL ||
+	    (drain.timer = evtimer_new(base, drain_timer_cb, base)) == NULL))
+		fatalx("cannot set up the drain");
 }
 
 struct reload {
@@ -67,6 +173,10 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	(void)arg;
+	if (drain.draining) {
+		log_info("hangup: draining, not reloading");
+		return;
+	}
 	log_info("hangup: reloading");
 	reload.cb(reload.arg);
 }
@@ -178,6 +288,11 @@ daemon_base_free(struct event_base *base)
 	if (sig_hup != NULL)
 		event_free(sig_hup);
 	sig_int = sig_term = sig_hup = NULL;
+	if (drain.poll != NULL)
+		event_free(drain.poll);
+	if (drain.timer != NULL)
+		event_free(drain.timer);
+	drain.poll = drain.timer = NULL;
 	if (base != NULL) {
 		/* Bufferevents freed with deferred callbacks pending are
 		 * released only when those run: let them. */

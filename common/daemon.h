@@ -1,8 +1,8 @@
 /*
  * daemon: what every daemon's main() does around its event loop —
- * SIGPIPE ignored, SIGINT/SIGTERM ending the loop cleanly, SIGHUP calling
- * the daemon's reload, the log level from -v/-q, and the option-parsing
- * exit codes.
+ * SIGPIPE ignored, SIGINT/SIGTERM ending the loop (at once, or after a
+ * drain: the graceful stop), SIGHUP calling the daemon's reload, the log
+ * level from -v/-q, and the option-parsing exit codes.
  */
 #ifndef DAEMON_H
 #define DAEMON_H
@@ -47,11 +47,44 @@ struct event_base *daemon_base_new(void);
 void daemon_on_reload(struct event_base *base, void (*cb)(void *arg),
     void *arg);
 
+/*
+ * A graceful stop.  With it, the first SIGINT or SIGTERM calls
+ * start(arg): the daemon stops accepting, closes what is idle and returns
+ * how many connections it waits for.  The loop ends when busy(arg) says
+ * nothing is left (asked every DAEMON_DRAIN_POLL_MS), or timeout seconds
+ * after the signal, or at a second signal; what is left then is reset by
+ * the daemon's usual teardown after daemon_run returns.  left(arg): the
+ * connections still in flight, for the log lines.  timeout 0: the first
+ * signal ends the loop at once.  Without it, SIGINT and SIGTERM end the
+ * loop at once.  Exits EXIT_RUNTIME on failure.
+ */
+struct daemon_drain {
+	unsigned (*start)(void *arg);
+	unsigned (*left)(void *arg);
+	int (*busy)(void *arg);
+	void *arg;
+};
+
+#define DAEMON_DRAIN_POLL_MS 20
+#define DAEMON_DRAIN_DEFAULT 30	/* --drain-timeout, seconds */
+
+void daemon_on_drain(struct event_base *base, const struct daemon_drain *d,
+    unsigned long timeout);
+
+/* A reload's --drain-timeout, for the next signal. */
+void daemon_drain_timeout(unsigned long timeout);
+
+/* Is a drain under way?  (A reload is refused then.) */
+int daemon_draining(void);
+
+/* End the loop now: what daemon_run was waiting for. */
+void daemon_stop(struct event_base *base);
+
 /* The open-file limit in force (after daemon_base_new raised it), at most
  * 1,000,000; 1,024 when it cannot be read. */
 unsigned long daemon_nofile(void);
 
-/* Run the loop until a signal; returns 0, or -1 if the loop failed. */
+/* Run the loop until a signal (and the drain); returns 0, or -1 if the loop failed. */
 int daemon_run(struct event_base *base);
 
 /* Free the signal events and the base.  NULL is fine. */

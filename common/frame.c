@@ -62,6 +62,7 @@ auth_code_text(uint8_t code)
 	case AUTH_GROUP_DENIED: return "group not allowed for this key";
 	case AUTH_SOURCE_DENIED: return "source address not allowed for this key";
 	case AUTH_KEY_FULL: return "this key's channel limit reached";
+	case AUTH_STOPPING: return "relay stopping";
 	default: return "unknown error";
 	}
 }

@@ -57,6 +57,9 @@ enum auth_code {
 	AUTH_GROUP_DENIED = 7,	/* groups= */
 	AUTH_SOURCE_DENIED = 8,	/* from= */
 	AUTH_KEY_FULL = 9,	/* max-channels= reached */
+	/* Unasked, on an idle channel: the relay stops (a graceful stop);
+	 * dial again with the short backoff, as after any outage. */
+	AUTH_STOPPING = 10,
 };
 
 /* OPEN_RESULT codes. */

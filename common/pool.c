@@ -192,7 +192,14 @@ dial_failed(struct pool_chan *c, const char *why)
 	unsigned long ms;
 	struct timeval tv;
 
-	if (strcmp(why, p->last_error) != 0) {
+	if (p->refused == POOL_STOPPING) {
+		/* A graceful stop, not a fault: redial as after any outage
+		 * (every idle channel hears it: one line). */
+		if (strcmp(why, p->last_error) != 0)
+			log_info("relay %s is stopping: dialing again with "
+			    "backoff", p->relay_name);
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	} else if (strcmp(why, p->last_error) != 0) {
 		/* "relay H:P refused authentication: ...", "relay H:P: ..." */
 		log_warnx("relay %s%s%s", p->relay_name,
 		    strncmp(why, "refused ", 8) == 0 ? " " : ": ", why);
@@ -246,7 +253,7 @@ pool_refill(struct pool *p)
 {
 	unsigned target, inflight_max;
 
-	if (p->retry_pending)
+	if (p->retry_pending || p->draining)
 		return;
 	target = pool_target(p);
 	/* After a failure, probe with one dial at a time. */
@@ -355,6 +362,28 @@ pool_put(struct pool *p, struct bufferevent *bev)
 		bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS |
 		    BEV_TRIG_DEFER_CALLBACKS);
 	tls_kick(bev);
+}
+
+void
+pool_drain(struct pool *p)
+{
+	struct pool_chan *c;
+
+	p->draining = 1;
+	if (p->retry_pending) {
+		(void)evtimer_del(p->retry);
+		p->retry_pending = 0;
+	}
+	while ((c = TAILQ_FIRST(&p->dialing)) != NULL)
+		chan_close(c);
+	while ((c = TAILQ_FIRST(&p->idle)) != NULL)
+		chan_surplus(c);
+}
+
+unsigned
+pool_pending(const struct pool *p)
+{
+	return p->nback;
 }
 
 void

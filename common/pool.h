@@ -122,6 +122,19 @@ void pool_set_ssl_ctx(struct pool *p, SSL_CTX *ctx);
 /* "host:port" of the relay, for log lines. */
 const char *pool_relay_name(const struct pool *p);
 
+/*
+ * A graceful stop: no more dials from now on; the dialing channels close,
+ * and every idle channel goes the way a surplus one does (an
+ * entry-point's closes, a reverse-proxy's says RETIRE, so that an OPEN
+ * that crossed it is still served), now and when one comes back with
+ * REUSE.
+ */
+void pool_drain(struct pool *p);
+
+/* Channels that may still bring an OPEN (RETIRE sent, or waiting for
+ * REUSE): a reverse-proxy waits for them before it stops. */
+unsigned pool_pending(const struct pool *p);
+
 /* Close every idle and dialing channel and free the pool.  NULL is fine. */
 void pool_free(struct pool *p);
 

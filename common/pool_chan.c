@@ -28,6 +28,27 @@
 #include "pool_internal.h"
 #include "tls.h"
 
+/*
+ * An idle channel that is not wanted (demand fell, or the pool drains)
+ * goes.  An entry-point closes it; a reverse-proxy asks the relay to,
+ * since the relay may be pairing it at this very moment (an OPEN that
+ * crossed the RETIRE is served as usual).
+ */
+void
+chan_surplus(struct pool_chan *c)
+{
+	if (c->pool->cfg.on_open == NULL) {
+		chan_close(c);
+		return;
+	}
+	event_del(c->ping);
+	chan_unlink(c);
+	chan_link(c, CHAN_RETIRING);
+	if (frame_write(bufferevent_get_output(c->bev), FRAME_RETIRE,
+	    NULL, 0) == -1)
+		chan_close(c);
+}
+
 static void
 ping_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -36,25 +57,12 @@ ping_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	/*
-	 * Demand fell: idle channels above the target go, each at its ping.
-	 * An entry-point closes it; a reverse-proxy asks the relay to, since
-	 * the relay may be pairing it at this very moment (an OPEN that
-	 * crossed the RETIRE is served as usual).
-	 */
+	/* Demand fell: idle channels above the target go, each at its
+	 * ping. */
 	if (p->nidle + p->nreturning > pool_target(p)) {
 		log_debug("relay %s: closing a surplus idle channel (%u idle)",
 		    p->relay_name, p->nidle);
-		if (p->cfg.on_open == NULL) {
-			chan_close(c);
-			return;
-		}
-		event_del(c->ping);
-		chan_unlink(c);
-		chan_link(c, CHAN_RETIRING);
-		if (frame_write(bufferevent_get_output(c->bev), FRAME_RETIRE,
-		    NULL, 0) == -1)
-			chan_close(c);
+		chan_surplus(c);
 		return;
 	}
 	if (frame_write(bufferevent_get_output(c->bev), FRAME_PING, NULL, 0)
@@ -122,8 +130,15 @@ static int
 chan_became_idle(struct pool_chan *c)
 {
 	struct pool *p = c->pool;
+	int r = chan_ready(c);
 
-	if (chan_ready(c) == -1 || p->cfg.on_idle != NULL) {
+	if (r == 0 && p->draining) {
+		/* A reverse-proxy's retiring channel still reads: an OPEN
+		 * right behind REUSE is served. */
+		chan_surplus(c);
+		return c->state == CHAN_DEAD;
+	}
+	if (r == -1 || p->cfg.on_idle != NULL) {
 		/* on_idle may take c out of the pool: leave anything further
 		 * to its new owner. */
 		if (p->cfg.on_idle != NULL)
@@ -169,6 +184,8 @@ chan_auth_result(struct pool_chan *c, struct evbuffer *in,
 		 * the short one. */
 		if (version == PROTOCOL_VERSION && code == AUTH_KEY_FULL)
 			c->pool->refused = POOL_REFUSED_FULL;
+		else if (version == PROTOCOL_VERSION && code == AUTH_STOPPING)
+			c->pool->refused = POOL_STOPPING;
 		else if (version != PROTOCOL_VERSION || code != AUTH_BUSY)
 			c->pool->refused = POOL_REFUSED;
 		dial_failed(c, why);

@@ -53,10 +53,12 @@ struct pool {
 		POOL_FAILED,		/* a failure like any (short backoff) */
 		POOL_REFUSED_FULL,	/* the key's channel limit */
 		POOL_REFUSED,		/* refused for good */
+		POOL_STOPPING,		/* the relay stops: no fault */
 	} refused;			/* what this failure was */
 	struct event *retry;		/* backoff timer */
 	int retry_pending;
 	int connected_once;
+	int draining;			/* pool_drain: no more dials */
 	char last_error[256];		/* to log a repeated failure once */
 };
 
@@ -70,6 +72,7 @@ unsigned pool_target(const struct pool *p);
 
 /* pool_chan.c */
 void chan_dial(struct pool *p);
+void chan_surplus(struct pool_chan *c);
 struct bufferevent *chan_hand_off(struct pool_chan *c);
 void chan_read_cb(struct bufferevent *bev, void *arg);
 void chan_event_cb(struct bufferevent *bev, short what, void *arg);

@@ -24,7 +24,7 @@
 #include "route.h"
 
 #define PROGNAME "entry-point"
-#define NSPECS (CLIENT_NSPECS + 4)
+#define NSPECS (CLIENT_NSPECS + 5)
 #define USAGE PROGNAME " -r ROUTES [-s HOST:PORT] [-c CERT] [-a KEY] " \
     "[-g GROUP] [options]"
 /*
@@ -43,6 +43,7 @@ struct settings {
 	unsigned long max_connections;	/* 0: derived */
 	unsigned long max_waiting;	/* 0: derived */
 	unsigned long wait_timeout;
+	unsigned long drain_timeout;
 	struct opts opts;		/* storage behind the strings */
 };
 
@@ -179,6 +180,7 @@ settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 	s->routes_text = NULL;
 	s->max_connections = s->max_waiting = 0;
 	s->wait_timeout = 10;
+	s->drain_timeout = DAEMON_DRAIN_DEFAULT;
 	specs[CLIENT_NSPECS] = (struct opt_spec){ 'r', "routes", OPT_STRING,
 	    &s->routes_text, 0, 0, "ROUTES", "comma-separated routes: "
 	    "port:port, ip:port:port, port:host:port, ip:port:host:port "
@@ -192,6 +194,10 @@ settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 	specs[CLIENT_NSPECS + 3] = (struct opt_spec){ 0, "wait-timeout",
 	    OPT_UINT, &s->wait_timeout, 1, 3600, "SECONDS", "how long one may "
 	    "wait for a channel (default 10)" };
+	specs[CLIENT_NSPECS + 4] = (struct opt_spec){ 0, "drain-timeout",
+	    OPT_UINT, &s->drain_timeout, 0, 3600, "SECONDS", "on SIGTERM or "
+	    "SIGINT, how long the connections in flight may take to finish "
+	    "(default 30; 0: stop at once)" };
 }
 
 /* The limits s says, derived where not given (the pool's ceiling is
@@ -292,6 +298,7 @@ reload(void *arg)
 	settings_free(running);
 	running = next;
 	limits_apply(running, NULL);	/* the numbers apply at once */
+	daemon_drain_timeout(running->drain_timeout);
 	free(routes);
 	log_info("reload: %s, %s", changes, what);
 	return;
@@ -300,6 +307,48 @@ fail:
 	    "configuration", err);
 	settings_free(next);
 	free(routes);
+}
+
+/*
+ * SIGTERM or SIGINT: the route listeners close, the connections waiting
+ * for a channel are reset, the pool dials no more and closes its idle
+ * channels; the connections with a channel may finish.
+ */
+static unsigned
+drain_start(void *arg)
+{
+	struct waiter *w;
+	unsigned reset = 0;
+
+	(void)arg;
+	routes_free_all();
+	while ((w = TAILQ_FIRST(&waiters)) != NULL) {
+		TAILQ_REMOVE(&waiters, w, link);
+		nwaiters--;
+		conn_abort(w->conn);
+		free(w);
+		reset++;
+	}
+	if (reset > 0)
+		log_info("drain: %u connection%s waiting for a channel reset",
+		    reset, reset == 1 ? "" : "s");
+	pool_drain(client.pool);
+	/* The aborted ones are freed when the loop comes round. */
+	return conn_count() - reset;
+}
+
+static unsigned
+drain_left(void *arg)
+{
+	(void)arg;
+	return conn_count();
+}
+
+static int
+drain_busy(void *arg)
+{
+	(void)arg;
+	return conn_count() > 0;
 }
 
 int
@@ -346,6 +395,8 @@ main(int argc, char **argv)
 	    NULL)) == NULL || event_add(wait_timer, &second) == -1)
 		fatalx("cannot arm the wait timer");
 	daemon_on_reload(base, reload, NULL);
+	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
+	    drain_busy, NULL }, running->drain_timeout);
 
 	rc = daemon_run(base);
 

@@ -118,6 +118,7 @@ rchan_set_state(struct rchan *c, enum rchan_state to)
 	    role_name(c->role), state_name(c->state), state_name(to));
 	if (to != R_AUTH)
 		stranger_leave(c);	/* authenticated, or closing */
+	relay_state_changed(c->state, to);
 	c->state = to;
 	if (to == R_IDLE) {
 		TAILQ_INSERT_TAIL(&c->w->idle[c->role % 3], c, ilink);
@@ -353,6 +354,11 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	struct timeval tv = { (time_t)relay_cfg.handshake_timeout, 0 };
 	struct rchan *c;
 
+	/* Accepted just before this worker closed its listening sockets. */
+	if (relay_draining()) {
+		close(fd);
+		return;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("calloc");
 		close(fd);

@@ -244,6 +244,14 @@ rchan_recycle(struct rchan *c, int last)
 		    role_name(c->role));
 		return;
 	}
+	/* The relay stops: the client is told, as on an idle channel. */
+	if (relay_draining()) {
+		(void)wire_send_auth_result(c->bev, AUTH_STOPPING);
+		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: "
+		    "closing the %s channel rather than reusing it", c->peer,
+		    role_name(c->role));
+		return;
+	}
 	/* The keys may have been reloaded while it was in use: a channel
 	 * whose key lost its rights is told so instead of REUSE. */
 	if (admit_recheck(c) == -1)

@@ -26,7 +26,14 @@
 
 #define PROGNAME "relay-server"
 
-static struct listener **listeners;
+/* Each listener runs on one worker's loop: only that worker frees it
+ * during the run (relay_drain), main() the rest at exit. */
+struct relay_listener {
+	struct listener *l;
+	unsigned worker;
+};
+
+static struct relay_listener *listeners;
 static size_t nlisteners, listeners_cap;
 
 static void
@@ -47,7 +54,7 @@ listen_on(unsigned nworkers, const struct sockaddr *sa, socklen_t salen,
 
 	if (nlisteners + nworkers > listeners_cap) {
 		size_t cap = listeners_cap * 2 + nworkers;
-		struct listener **l = reallocarray(listeners, cap,
+		struct relay_listener *l = reallocarray(listeners, cap,
 		    sizeof(*l));
 		if (l == NULL) {
 			snprintf(err, errlen, "out of memory");
@@ -61,7 +68,8 @@ listen_on(unsigned nworkers, const struct sockaddr *sa, socklen_t salen,
 	netaddr_format(sa, name);
 	for (i = 0; i < nworkers; i++) {
 		/* listener_new closes the socket when it fails. */
-		if ((listeners[nlisteners] = listener_new(relay_worker_base(i),
+		listeners[nlisteners].worker = i;
+		if ((listeners[nlisteners].l = listener_new(relay_worker_base(i),
 		    fds[i], name, accept_cb, (void *)(uintptr_t)i)) == NULL) {
 			while (++i < nworkers)
 				close(fds[i]);
@@ -164,6 +172,10 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 		    "128)" },
 		{ 0, "workers", OPT_UINT, &o->workers, 1, RELAY_WORKERS_MAX, "N",
 		    "event loops, in threads (default: the number of cores)" },
+		{ 0, "drain-timeout", OPT_UINT, &o->drain_timeout, 0, 3600,
+		    "SECONDS", "on SIGTERM or SIGINT, how long the connections "
+		    "in flight may take to finish (default 30; 0: stop at "
+		    "once)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
 		    "log every channel" },
 		{ 'q', "quiet", OPT_FLAG, &o->quiet, 0, 0, NULL,
@@ -173,7 +185,8 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 	*o = (struct relay_options){ .cert = "cert/server.crt",
 	    .key = "cert/server.key", .pub = "cert/auth.pub", .port = 4433,
 	    .handshake_timeout = 10, .open_timeout = 10, .idle_timeout = 30,
-	    .workers = default_workers() };
+	    .workers = default_workers(),
+	    .drain_timeout = DAEMON_DRAIN_DEFAULT };
 	memcpy(specs, table, sizeof(table));
 }
 
@@ -211,6 +224,43 @@ config_load(struct relay_config *cfg, const struct relay_options *o,
 	return 0;
 }
 
+/* Worker w's listening sockets close (from w's own loop). */
+static void
+stop_listening(unsigned w)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++) {
+		if (listeners[i].worker != w)
+			continue;
+		listener_free(listeners[i].l);
+		listeners[i].l = NULL;
+	}
+}
+
+/* SIGTERM or SIGINT: stop accepting, close the idle channels (each
+ * worker from its own loop), let the pairs finish. */
+static unsigned
+drain_start(void *arg)
+{
+	(void)arg;
+	return relay_drain(stop_listening);
+}
+
+static unsigned
+drain_left(void *arg)
+{
+	(void)arg;
+	return relay_pairs();
+}
+
+static int
+drain_busy(void *arg)
+{
+	(void)arg;
+	return relay_drain_busy();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -238,6 +288,8 @@ main(int argc, char **argv)
 	listen_all(cfg.workers, ro.host, ro.port);
 	limits_log(&cfg, &ro);
 	reload_setup(base, argc, argv, &ro, &o);
+	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
+	    drain_busy, NULL }, ro.drain_timeout);
 	log_info("accepting %zu key(s); handshake timeout %lu s, open timeout "
 	    "%lu s; %lu worker%s", nkeys, ro.handshake_timeout,
 	    ro.open_timeout, ro.workers, ro.workers == 1 ? "" : "s");
@@ -245,7 +297,7 @@ main(int argc, char **argv)
 	rc = relay_run(daemon_run);
 
 	for (i = 0; i < nlisteners; i++)
-		listener_free(listeners[i]);
+		listener_free(listeners[i].l);
 	free(listeners);
 	relay_shutdown();
 	daemon_base_free(base);

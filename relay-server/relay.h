@@ -16,7 +16,8 @@
  *              per source, the oldest evicted), the bytes they may send,
  *              their rate-limited log lines
  *   admit.c    AUTH against the authorized keys: who may do what
- *   teardown.c how every channel ends: rchan_close, and the reaper
+ *   teardown.c how every channel ends: rchan_close, the reaper, and
+ *              rchan_drain when the relay stops (SIGTERM)
  *   group.c    groups: idle reverse-proxy channels, the queue of OPENs,
  *              pairing, the clean end of a pair and reuse
  *   forward.c  the splice of a pair: frames passed on, FIN and RST,
@@ -215,7 +216,9 @@ struct worker {
 	struct rchan_list inbox;	/* R_MOVING channels moved here */
 	int check;			/* another worker has OPENs waiting */
 	int recheck;			/* keys reloaded: admit idle again */
+	int drain;			/* the relay stops: close what is idle */
 	int quit;
+	int drained;			/* its drain pass is done (own thread) */
 };
 
 extern struct relay_config relay_cfg;
@@ -227,11 +230,12 @@ struct relay_options {
 	const char *host, *cert, *key, *pub;
 	unsigned long port, handshake_timeout, open_timeout, idle_timeout;
 	unsigned long max_channels, workers;	/* 0: derived (limits.c) */
+	unsigned long drain_timeout;
 	unsigned long max_handshakes, max_handshakes_source;	/* the same */
 	int verbose, quiet;
 };
 
-#define RELAY_NSPECS 14
+#define RELAY_NSPECS 15
 #define RELAY_USAGE "relay-server [-p PORT] [--host ADDR] [-c CERT] " \
     "[-k KEY] [-a PUBKEYS] [options]"
 
@@ -312,6 +316,15 @@ int rchan_idle_deadline(struct rchan *c);
 
 /* Drop c's bufferevent and timer, keeping its socket and SSL. */
 void rchan_unhook(struct rchan *c);
+
+/*
+ * The relay stops: c goes unless it carries a user connection (R_PAIRED)
+ * or is closing already.  An idle channel is told AUTH_RESULT "relay
+ * stopping" (its client redials with backoff, as after any outage), a
+ * queued OPEN (or one just read on an idle channel) OPEN_RESULT 4; one
+ * not yet authenticated just closes.
+ */
+void rchan_drain(struct rchan *c);
 
 /* Free c: the reaper's job (and relay_shutdown's, for the inbox). */
 void rchan_free(struct rchan *c);
@@ -498,6 +511,27 @@ void relay_accept(unsigned i, evutil_socket_t fd, const struct sockaddr *peer);
 /* A reload installed new keys: every worker admits its idle channels
  * again (admit_recheck), from its own loop. */
 void relay_recheck(void);
+
+/*
+ * A graceful stop: from now on no channel is accepted or reused, and
+ * every worker, from its own loop, calls stop_listening(its id) (to close
+ * its listening sockets) and then rchan_drain for each of its channels.
+ * Returns the user connections in flight (pairs).
+ */
+unsigned relay_drain(void (*stop_listening)(unsigned worker));
+
+/* Is the relay stopping?  (Lock-free: asked at every accept and reuse.) */
+int relay_draining(void);
+
+/* The pairs in flight now (a snapshot). */
+unsigned relay_pairs(void);
+
+/* Is anything of the drain still to finish: a worker's pass, a pair, or
+ * a channel writing what it holds before it closes? */
+int relay_drain_busy(void);
+
+/* rchan_set_state says so: counts the states relay_drain_busy asks. */
+void relay_state_changed(enum rchan_state from, enum rchan_state to);
 
 /* Close every channel and free the workers (after relay_run). */
 void relay_shutdown(void);

@@ -190,6 +190,7 @@ reload(void *arg)
 	opts_free(&running_opts);
 	running_opts = o;
 	running = ro;
+	daemon_drain_timeout(ro.drain_timeout);
 }
 
 void

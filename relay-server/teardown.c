@@ -16,10 +16,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "batch.h"
+#include "frame.h"
 #include "wire.h"
 
 void
@@ -163,4 +165,55 @@ rchan_close_flush(struct rchan *c, enum log_level level, const char *fmt,
 		rchan_close(c, LOG_LEVEL_DEBUG, NULL);
 	if (p != NULL)
 		rchan_close_flush(p, LOG_LEVEL_DEBUG, NULL);
+}
+
+/* Does c's input begin with an OPEN (an entry-point's, on an idle
+ * channel, not read yet)? */
+static int
+open_pending(struct rchan *c)
+{
+	struct frame_header h;
+	char err[FRAME_ERRLEN];
+
+	return c->role == ROLE_ENTRY && frame_peek(bufferevent_get_input(
+	    c->bev), &h, err, sizeof(err)) == 1 && h.type == FRAME_OPEN;
+}
+
+/* The relay stops: refuse the OPEN at the front of c's input. */
+static void
+refuse_open(struct rchan *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	/* Whatever the entry-point sent behind OPEN goes with it. */
+	(void)evbuffer_drain(in, evbuffer_get_length(in));
+	(void)wire_send_open_result(c->bev, OPEN_NO_PEER, "relay stopping");
+	rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: refusing "
+	    "an OPEN", c->peer);
+}
+
+void
+rchan_drain(struct rchan *c)
+{
+	switch (c->state) {
+	case R_HANDSHAKE:
+	case R_AUTH:
+		rchan_close(c, LOG_LEVEL_DEBUG, "%s: the relay stops: closing "
+		    "a channel not yet authenticated", c->peer);
+		break;
+	case R_IDLE:
+		if (open_pending(c)) {
+			refuse_open(c);
+			break;
+		}
+		(void)wire_send_auth_result(c->bev, AUTH_STOPPING);
+		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: "
+		    "closing an idle %s channel", c->peer, role_name(c->role));
+		break;
+	case R_QUEUED:
+		refuse_open(c);
+		break;
+	default:	/* paired: it finishes; closing or moving: it goes */
+		break;
+	}
 }

@@ -52,6 +52,45 @@ static atomic_uint xneed;		/* channels wanted, all groups */
 
 static atomic_uint role_slots[3];	/* of slots, by role */
 
+/* The graceful stop (relay_drain). */
+static atomic_int draining;
+static atomic_uint drained;		/* workers whose pass is done */
+static atomic_uint npaired, nclosing;	/* channels in those states */
+static void (*drain_listeners)(unsigned worker);
+
+void
+relay_state_changed(enum rchan_state from, enum rchan_state to)
+{
+	if (from == R_PAIRED)
+		atomic_fetch_sub(&npaired, 1);
+	else if (from == R_CLOSING)
+		atomic_fetch_sub(&nclosing, 1);
+	if (to == R_PAIRED)
+		atomic_fetch_add(&npaired, 1);
+	else if (to == R_CLOSING)
+		atomic_fetch_add(&nclosing, 1);
+}
+
+int
+relay_draining(void)
+{
+	return atomic_load(&draining);
+}
+
+unsigned
+relay_pairs(void)
+{
+	/* Odd only for a moment, while a pair is made or unmade. */
+	return (atomic_load(&npaired) + 1) / 2;
+}
+
+int
+relay_drain_busy(void)
+{
+	return atomic_load(&drained) < nworkers ||
+	    atomic_load(&npaired) > 0 || atomic_load(&nclosing) > 0;
+}
+
 int
 relay_slot_take(uint8_t role)
 {
@@ -276,6 +315,38 @@ group_offer(struct group *g)
 	}
 }
 
+unsigned
+relay_drain(void (*stop_listening)(unsigned worker))
+{
+	unsigned i;
+
+	drain_listeners = stop_listening;	/* before any worker reads it */
+	atomic_store(&draining, 1);
+	for (i = 0; i < nworkers; i++) {
+		pthread_mutex_lock(&workers[i].lock);
+		workers[i].drain = 1;
+		pthread_mutex_unlock(&workers[i].lock);
+		worker_wake(&workers[i]);
+	}
+	return relay_pairs();
+}
+
+/* The relay stops: w's listening sockets close, then every channel of w
+ * but those in use.  A closed channel stays on w's list until the reaper:
+ * the walk is safe. */
+static void
+worker_drain(struct worker *w)
+{
+	struct rchan *c;
+
+	if (drain_listeners != NULL)
+		drain_listeners(w->id);
+	LIST_FOREACH(c, &w->rchans, link)
+		rchan_drain(c);
+	w->drained = 1;
+	atomic_fetch_add(&drained, 1);
+}
+
 void
 relay_recheck(void)
 {
@@ -312,7 +383,7 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	struct group *g;
 	struct rchan *c;
 	uint64_t n;
-	int check, quit, recheck;
+	int check, quit, recheck, drain;
 
 	(void)what;
 	(void)!read(fd, &n, sizeof(n));
@@ -322,6 +393,8 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	w->check = 0;
 	recheck = w->recheck;
 	w->recheck = 0;
+	drain = w->drain;
+	w->drain = 0;
 	if (!quit)	/* else what arrived is freed by relay_shutdown */
 		TAILQ_CONCAT(&arrived, &w->inbox, qlink);
 	pthread_mutex_unlock(&w->lock);
@@ -332,10 +405,15 @@ worker_wake_cb(evutil_socket_t fd, short what, void *arg)
 	while ((c = TAILQ_FIRST(&arrived)) != NULL) {
 		TAILQ_REMOVE(&arrived, c, qlink);
 		rchan_arrive(w, c);
+		/* Sent before this worker's drain pass reached the sender. */
+		if (w->drained)
+			rchan_drain(c);
 	}
-	if (recheck)
+	if (drain)
+		worker_drain(w);
+	if (recheck && !w->drained)
 		worker_recheck(w);
-	if (!check)
+	if (!check || w->drained)
 		return;
 	LIST_FOREACH(g, &w->groups, link)
 		if (g->nidle > 0 && g->nwaiting == 0)

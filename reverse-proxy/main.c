@@ -22,7 +22,7 @@
 #include "pool.h"
 
 #define PROGNAME "reverse-proxy"
-#define NSPECS (CLIENT_NSPECS + 2)
+#define NSPECS (CLIENT_NSPECS + 3)
 #define USAGE PROGNAME " [-s HOST:PORT] [-c CERT] [-a KEY] [-g GROUP] " \
     "[--allow RULES] [options]"
 
@@ -31,6 +31,7 @@ struct settings {
 	struct client_options client;
 	unsigned long connect_timeout;
 	const char *allow_text;
+	unsigned long drain_timeout;
 	struct opts opts;		/* storage behind the strings */
 };
 
@@ -49,6 +50,7 @@ settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 	client_option_specs(&s->client, specs);
 	s->connect_timeout = 10;
 	s->allow_text = NULL;
+	s->drain_timeout = DAEMON_DRAIN_DEFAULT;
 	specs[CLIENT_NSPECS] = (struct opt_spec){ 0, "connect-timeout",
 	    OPT_UINT, &s->connect_timeout, 1, 3600, "SECONDS",
 	    "time to connect to a destination (default 10)" };
@@ -57,6 +59,10 @@ settings_specs(struct settings *s, struct opt_spec specs[NSPECS])
 	    "destinations the entry-points may name, comma-separated: "
 	    "ADDRESS[/PREFIX][:PORTS] or HOSTNAME[:PORTS], PORTS N, N-M or * "
 	    "(default: any but link-local)" };
+	specs[CLIENT_NSPECS + 2] = (struct opt_spec){ 0, "drain-timeout",
+	    OPT_UINT, &s->drain_timeout, 0, 3600, "SECONDS", "on SIGTERM or "
+	    "SIGINT, how long the connections in flight may take to finish "
+	    "(default 30; 0: stop at once)" };
 }
 
 /* The allow-list that s names, into l.  Returns 0 or -1 (err). */
@@ -144,10 +150,39 @@ reload(void *arg)
 	opts_free(&running.opts);
 	running = *next;
 	free(next);
+	daemon_drain_timeout(running.drain_timeout);
 	log_info("reload: allow-list %s, %s", strcmp(before, after) == 0 ?
 	    "unchanged" : "changed", what);
 	if (strcmp(before, after) != 0)
 		log_allow("reload: ");
+}
+
+/*
+ * SIGTERM or SIGINT: the pool dials no more and RETIREs its idle channels
+ * (an OPEN that crossed a RETIRE is still served); the connections in
+ * flight may finish.
+ */
+static unsigned
+drain_start(void *arg)
+{
+	(void)arg;
+	pool_drain(client.pool);
+	return conn_count();
+}
+
+static unsigned
+drain_left(void *arg)
+{
+	(void)arg;
+	return conn_count();
+}
+
+/* Busy too while a retired channel may still bring an OPEN. */
+static int
+drain_busy(void *arg)
+{
+	(void)arg;
+	return conn_count() > 0 || pool_pending(client.pool) > 0;
 }
 
 int
@@ -179,6 +214,8 @@ main(int argc, char **argv)
 	pc.on_open = channel_opened;
 	client_start_pool(&client, &running.client, &pc);
 	daemon_on_reload(base, reload, NULL);
+	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
+	    drain_busy, NULL }, running.drain_timeout);
 	log_info("relay %s, group %lu: keeping %lu idle channels ready",
 	    running.client.server_address, running.client.group,
 	    running.client.pool_min);

@@ -182,6 +182,7 @@ test_type_names(void **state)
 	assert_string_equal(open_code_text(7), "unknown error");
 	assert_string_equal(auth_code_text(AUTH_BAD_VERSION),
 	    "protocol version not supported");
+	assert_string_equal(auth_code_text(AUTH_STOPPING), "relay stopping");
 	assert_string_equal(auth_code_text(99), "unknown error");
 }
 
