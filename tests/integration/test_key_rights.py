@@ -262,9 +262,9 @@ def test_max_channels_holds_while_the_pool_asks_for_more(tunnel, rights, people)
     rp = t.start_reverse_proxy(key=people["dave"].priv, extra=["--pool-min", "6"])
     rp.wait_log("refused authentication: this key's channel limit reached", timeout=10 * SLOW)
     t.wait_ready()
-    # A quiet window, no traffic (so no channel is replaced and no success resets the
-    # backoff): 1 s doubling (with jitter) makes at most 3 tries in 5 s; 100 ms doubling,
-    # the backoff after an ordinary failure, would make 5 or 6.
+    # A quiet window, no traffic: 1 s doubling (with jitter) makes 2 or 3 tries in 5 s, 4 when
+    # a success just before reset the backoff (seen once in CI); 100 ms doubling, the backoff
+    # after an ordinary failure, makes 5 or 6.
     mark = len(t.relay.log())
     time.sleep(5)
     log = t.relay.log()
@@ -277,7 +277,7 @@ def test_max_channels_holds_while_the_pool_asks_for_more(tunnel, rights, people)
     # replaced before the window, when a probe's channel is not reused).
     assert admitted >= 3, "%d of dave's channels admitted" % admitted
     assert refusals and set(refusals) == {"3"}, refusals
-    assert len(quiet) <= 3, "%d refusals in 5 quiet seconds" % len(quiet)
+    assert len(quiet) <= 4, "%d refusals in 5 quiet seconds" % len(quiet)
     # Said once (again only after a success in between).
     assert len(re.findall(r"channel limit reached", rp.log())) <= 2
     for _ in range(5):
