@@ -308,21 +308,16 @@ rchan_event_cb(struct bufferevent *bev, short what, void *arg)
 	tls_error_text(bev, reason, sizeof(reason));
 	switch (c->state) {
 	case R_HANDSHAKE:
-		if (c->preauth_bytes > RELAY_PREAUTH_BYTES)
-			stranger_close(c, STRANGER_TOO_MUCH, "%s: sent more "
-			    "than %d bytes before authenticating, closing",
-			    c->peer, RELAY_PREAUTH_BYTES);
-		else
-			stranger_close(c, STRANGER_TLS, "%s: TLS handshake "
-			    "failed: %s", c->peer, reason[0] ? reason :
-			    (what & BEV_EVENT_EOF) ? "connection closed" :
-			    evutil_socket_error_to_string(err));
-		break;
 	case R_AUTH:
 		if (c->preauth_bytes > RELAY_PREAUTH_BYTES)
 			stranger_close(c, STRANGER_TOO_MUCH, "%s: sent more "
 			    "than %d bytes before authenticating, closing",
 			    c->peer, RELAY_PREAUTH_BYTES);
+		else if (c->state == R_HANDSHAKE)
+			stranger_close(c, STRANGER_TLS, "%s: TLS handshake "
+			    "failed: %s", c->peer, reason[0] ? reason :
+			    (what & BEV_EVENT_EOF) ? "connection closed" :
+			    evutil_socket_error_to_string(err));
 		else
 			stranger_close(c, STRANGER_TLS, "%s: closed before "
 			    "authenticating", c->peer);

@@ -23,7 +23,7 @@
  */
 #include "relay.h"
 
-#include <sys/resource.h>
+#include "daemon.h"
 
 #include <stdio.h>
 
@@ -35,21 +35,6 @@
  * flight, POOL_DIALS_MAX), so that a burst of refills never hits it. */
 #define SOURCE_MIN 128
 
-/* The open-file limit in force (after daemon_base_new raised it). */
-static unsigned long long
-nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
-		log_warn("getrlimit(RLIMIT_NOFILE)");
-		return 1024;
-	}
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
-		return 1000000;
-	return (unsigned long long)rl.rlim_cur;
-}
-
 static unsigned long long
 reserve_of(const struct relay_config *cfg)
 {
@@ -59,7 +44,7 @@ reserve_of(const struct relay_config *cfg)
 void
 limits_derive(struct relay_config *cfg, const struct relay_options *o)
 {
-	unsigned long long files = nofile(), reserve = reserve_of(cfg), h, s,
+	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg), h, s,
 	    ch;
 
 	h = o->max_handshakes;
@@ -84,7 +69,7 @@ limits_derive(struct relay_config *cfg, const struct relay_options *o)
 void
 limits_log(const struct relay_config *cfg, const struct relay_options *o)
 {
-	unsigned long long files = nofile(), reserve = reserve_of(cfg);
+	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg);
 	unsigned long long ch = cfg->max_channels, h = cfg->max_handshakes;
 
 	log_info("limits: --max-channels %llu%s, --max-handshakes %llu%s (%u "
