@@ -1,7 +1,12 @@
 #include "listener.h"
 
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -40,13 +45,50 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 		log_warnx("%s: cannot resume accepting", l->name);
 }
 
+/*
+ * Pauses are logged at most once a second for the whole process: out of
+ * descriptors, every listener of every worker fails at once, and again
+ * after each pause.  The next line says how many pauses went unlogged.
+ * The window is a little under a second (950 ms) so that one listener's
+ * own pauses, a timer second apart, are each logged.
+ */
+#define PAUSE_LOG_MS 950
+
+static _Atomic int64_t pause_logged_ms = INT64_MIN / 2;
+static atomic_uint pauses_unlogged;
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 accept_error_cb(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
 	struct timeval tv = { 1, 0 };
+	int64_t now = monotonic_ms(), last;
+	int saved = errno;
+	unsigned unlogged;
 
-	log_warn("%s: accept", l->name);
+	last = atomic_load(&pause_logged_ms);
+	if (now - last >= PAUSE_LOG_MS &&
+	    atomic_compare_exchange_strong(&pause_logged_ms, &last, now)) {
+		unlogged = atomic_exchange(&pauses_unlogged, 0);
+		if (unlogged > 0)
+			log_warnx("%s: accept: %s; paused for 1 s (and %u "
+			    "more pauses since the last such line)", l->name,
+			    strerror(saved), unlogged);
+		else
+			log_warnx("%s: accept: %s; paused for 1 s", l->name,
+			    strerror(saved));
+	} else
+		atomic_fetch_add(&pauses_unlogged, 1);
 	evconnlistener_disable(evl);
 	if (evtimer_add(l->resume, &tv) == -1)
 		log_warnx("%s: cannot arm the resume timer", l->name);

@@ -1,7 +1,9 @@
 /*
  * listener: a listening socket on the event loop that hands each accepted
  * connection to a callback, and that pauses for a second instead of
- * spinning when accept fails (out of descriptors, say).
+ * spinning when accept fails (out of descriptors, say).  Pauses are
+ * logged at most once a second for the whole process, however many
+ * listeners pause.
  */
 #ifndef LISTENER_H
 #define LISTENER_H

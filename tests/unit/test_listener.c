@@ -15,6 +15,7 @@
  * connections reach the callback with the peer's address (IPv4, IPv6);
  * out of descriptors, the listener pauses about a second between tries,
  * in a few loop passes, and accepts again once descriptors are free;
+ * several listeners out of descriptors log once a second in all;
  * freeing stops it and closes the socket; listener_free(NULL); a
  * descriptor that is not a listening socket is refused (NULL, closed).
  */
@@ -505,6 +506,63 @@ test_pauses_when_out_of_descriptors(void **state)
 	listener_free(l);
 }
 
+/*
+ * Every listener of a process runs out of descriptors at once (a relay
+ * has one per worker and address): the pauses are logged at most once a
+ * second in all, a line saying how many went unlogged.
+ */
+#define NLISTENERS 4
+
+static void
+test_many_listeners_log_once_a_second(void **state)
+{
+	struct loop *lp = *state;
+	struct accepted a = { 0 };
+	struct starved s = { 0 };
+	struct capture cap;
+	struct rlimit saved, low;
+	struct listener *l[NLISTENERS];
+	int lfd[NLISTENERS], c[NLISTENERS], i, lowered, lines;
+	char *log;
+
+	for (i = 0; i < NLISTENERS; i++) {
+		assert_true((lfd[i] = listen_loopback(AF_INET)) >= 0);
+		assert_non_null(l[i] = listener_new(lp->base, lfd[i],
+		    "test-many", on_accept, &a));
+	}
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	capture_start(&cap);
+	for (i = 0; i < NLISTENERS; i++)
+		c[i] = connect_to(lfd[i]);
+	/* 2.5 s: each listener tries at 0, 1 and 2 s, 12 pauses in all. */
+	low = saved;
+	low.rlim_cur = (rlim_t)lowest_free_fd();
+	lowered = setrlimit(RLIMIT_NOFILE, &low) == 0;
+	if (lowered)
+		run_starved(lp, &cap, 2.5, &s);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	log = capture_end(&cap);
+	assert_true(lowered);
+	assert_int_equal(a.n, 0);
+	lines = count_lines(log, "test-many: accept");
+	if (lines < 2 || lines > 3)
+		fail_msg("%d listeners out of descriptors for 2.5 s logged %d "
+		    "lines, want 2 or 3 (once a second):\n%s", NLISTENERS,
+		    lines, log);
+	assert_int_equal(count_lines(log, strerror(EMFILE)), lines);
+	if (count_lines(log, "more pauses since the last such line") < 1)
+		fail_msg("no line counts the pauses not logged:\n%s", log);
+	free(log);
+	if (!loop_until(lp, &a.n, NLISTENERS, WAIT_MAX))
+		fail_msg("%d of %d connections accepted after the pause",
+		    a.n, NLISTENERS);
+	for (i = 0; i < NLISTENERS; i++) {
+		close(c[i]);
+		listener_free(l[i]);
+	}
+	accepted_close(&a);
+}
+
 /* --- freeing --- */
 
 static void
@@ -595,6 +653,9 @@ main(void)
 		    loop_close),
 		cmocka_unit_test_setup_teardown(
 		    test_pauses_when_out_of_descriptors, loop_open,
+		    loop_close),
+		cmocka_unit_test_setup_teardown(
+		    test_many_listeners_log_once_a_second, loop_open,
 		    loop_close),
 		cmocka_unit_test_setup_teardown(test_free_closes_the_socket,
 		    loop_open, loop_close),
