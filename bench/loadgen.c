@@ -4,7 +4,7 @@
  *
  *   loadgen tput    HOST PORT CONNS BYTES_PER_CONN
  *   loadgen latency HOST PORT COUNT SIZE
- *   loadgen rate    HOST PORT PARALLEL SECONDS
+ *   loadgen rate    HOST PORT PARALLEL SECONDS [MAX_CONNS]
  *   loadgen burst   HOST PORT N
  *   loadgen hold    HOST PORT N HOLD_SECONDS [SETUP_CAP_SECONDS]
  *
@@ -65,7 +65,7 @@ static void usage(void)
 {
 	fputs("usage: loadgen tput HOST PORT CONNS BYTES_PER_CONN\n"
 	    "       loadgen latency HOST PORT COUNT SIZE\n"
-	    "       loadgen rate HOST PORT PARALLEL SECONDS\n"
+	    "       loadgen rate HOST PORT PARALLEL SECONDS [MAX_CONNS]\n"
 	    "       loadgen burst HOST PORT N\n"
 	    "       loadgen hold HOST PORT N HOLD_SECONDS [SETUP_CAP_SECONDS]\n",
 	    stderr);
@@ -439,6 +439,22 @@ static int mode_latency(int argc, char **argv)
 
 /* ---- rate ---- */
 
+/* rate: connections left to make (MAX_CONNS), or -1 for no bound */
+static atomic_llong rate_left = -1;
+
+/* One more connection may be made: within MAX_CONNS, if given. */
+static int rate_take(void)
+{
+	long long left = atomic_load(&rate_left);
+	while (left != -1) {
+		if (left == 0)
+			return 0;
+		if (atomic_compare_exchange_weak(&rate_left, &left, left - 1))
+			return 1;
+	}
+	return 1;
+}
+
 struct rarg {
 	int idx;
 	uint64_t end_ns;
@@ -453,7 +469,7 @@ static void *rate_thread(void *arg)
 	unsigned char out[MSG], in[MSG];
 	rng_seed(&r, 5000 + (uint64_t)a->idx);
 	/* bounded by time: each pass is itself bounded by 3 x 5 s timeouts */
-	while (now_ns() < a->end_ns) {
+	while (now_ns() < a->end_ns && rate_take()) {
 		const char *why = NULL;
 		int fd = connect_blocking(5, 1);
 		if (fd < 0) {
@@ -496,13 +512,19 @@ static void *rate_thread(void *arg)
 
 static int mode_rate(int argc, char **argv)
 {
-	if (argc != 6)
+	if (argc != 6 && argc != 7)
 		usage();
 	resolve(argv[2], argv[3]);
 	int par = (int)parse_u64(argv[4], "PARALLEL");
 	uint64_t secs = parse_u64(argv[5], "SECONDS");
 	if (par < 1 || par > 1024 || secs < 1 || secs > 3600)
 		die("rate: PARALLEL or SECONDS out of range");
+	if (argc == 7) {
+		uint64_t max = parse_u64(argv[6], "MAX_CONNS");
+		if (max < 1 || max > 100000000)
+			die("rate: MAX_CONNS out of range");
+		atomic_store(&rate_left, (long long)max);
+	}
 	struct rarg *a = calloc((size_t)par, sizeof *a);
 	pthread_t *th = calloc((size_t)par, sizeof *th);
 	if (a == NULL || th == NULL)
