@@ -5,10 +5,13 @@ reaches one daemon half a second in.  The transfer completes intact (sha256), th
 0 and logs one line when the drain starts and one when it ends (waited for, finished, reset).
 With --drain-timeout 1 a longer transfer is cut at about 1 s; a second SIGTERM stops at once.
 The relay tells its idle clients that it stops (AUTH_RESULT 10): they log "relay ... is
-stopping" and reconnect to a new relay on the same port.  An idle daemon still exits at once.
+stopping" and reconnect to a new relay on the same port; it refuses the OPENs still waiting
+for a reverse-proxy channel at once.  A SIGHUP during a drain does not reload.  An idle daemon
+still exits at once.
 """
 
 import hashlib
+import re
 import signal
 import socket
 import threading
@@ -173,3 +176,47 @@ def test_idle_daemon_stops_at_once(tunnel, which):
     assert daemon.stop() == 0
     took = time.monotonic() - start
     assert took < 0.5 * SLOW, "an idle %s took %.2f s to stop" % (which, took)
+
+
+def test_hangup_during_a_drain_does_not_reload(tunnel, echo_server):
+    t, port = _tunnel(tunnel, echo_server)
+    x = Transfer(port, 3 * MiB, "hangup in drain")
+    time.sleep(0.5)
+    t.relay.proc.send_signal(signal.SIGTERM)
+    t.relay.wait_log("draining: no new connections, waiting for 1 in flight")
+    t.relay.proc.send_signal(signal.SIGHUP)
+    t.relay.wait_log("hangup: draining, not reloading")
+    status, _ = _exit_within(t.relay, 15)
+    x.wait(10)
+    assert x.intact and status == 0
+    assert "reloaded" not in t.relay.log()
+    t.relay.wait_log("drain over: waited for 1 connection, 1 finished, 0 reset")
+
+
+def test_relay_drain_refuses_the_opens_that_wait(tunnel, echo_server):
+    """An OPEN queued for a reverse-proxy channel (group 7 has none) is refused at once when
+    the relay drains (OPEN_RESULT 4): its user connection ends then, not at the open
+    timeout, while a transfer in group 0 finishes."""
+    t, port = _tunnel(tunnel, echo_server)
+    waiting_port = free_port("127.0.0.1")
+    t.start_entry_point(routes=["127.0.0.1:%d:127.0.0.1:9" % waiting_port], group=7,
+                        wait_connected=True)
+    x = Transfer(port, 3 * MiB, "drain with a queued open")
+    waiter = socket.create_connection(("127.0.0.1", waiting_port), timeout=5)
+    waiter.sendall(b"hello")
+    time.sleep(0.5)                 # the OPEN waits in the relay's queue of group 7
+    signalled = time.monotonic()
+    t.relay.proc.send_signal(signal.SIGTERM)
+    waiter.settimeout(5 * SLOW)
+    try:
+        rest = waiter.recv(64)
+    except OSError:
+        rest = b""
+    ended = time.monotonic() - signalled
+    waiter.close()
+    assert rest == b"" and ended < 2.0 * SLOW, "the waiting connection ended %.2f s after " \
+        "SIGTERM (%r)" % (ended, rest)
+    status, _ = _exit_within(t.relay, 15)
+    x.wait(10)
+    assert x.intact and status == 0
+    t.entry_points[1].wait_log(re.compile(r"127\.0\.0\.1:\d+: cannot open: .*relay stopping"))
