@@ -90,6 +90,7 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	time_t now = time(NULL);
 	struct waiter *w;
+	unsigned closed = 0;
 
 	(void)fd;
 	(void)what;
@@ -98,12 +99,16 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 	    now - w->since >= (time_t)wait_timeout) {
 		TAILQ_REMOVE(&waiters, w, link);
 		nwaiters--;
-		log_warnx("no channel to relay %s within %lu s (--wait-timeout):"
-		    " closing a connection", pool_relay_name(client.pool),
-		    wait_timeout);
 		conn_abort(w->conn);
 		free(w);
+		closed++;
 	}
+	/* One line a pass (a second) however many gave up: a relay out of
+	 * reach with --max-waiting connections waiting is no log flood. */
+	if (closed > 0)
+		log_warnx("no channel to relay %s within %lu s (--wait-timeout):"
+		    " closing %u connection%s", pool_relay_name(client.pool),
+		    wait_timeout, closed, closed == 1 ? "" : "s");
 	pool_set_waiting(client.pool, nwaiters);
 }
 

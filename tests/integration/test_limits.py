@@ -9,6 +9,9 @@
    of a group with two more) and carries traffic.
 3. The entry-point's --max-connections: past it a new user connection is reset at once, with
    one warning a second at most, and the connections it holds keep echoing.
+4. Its --max-waiting and --wait-timeout, with the relay out of reach: past the first a new
+   connection is reset at once; the waiting ones are closed at the second, in one line a
+   second; the route works again once the relay is back.
 """
 
 import re
@@ -106,3 +109,44 @@ def test_entry_point_max_connections(tunnel, echo_server):
         s.sendall(b"pong")
         assert s.recv(4) == b"pong"
         s.close()
+
+
+def test_entry_point_max_waiting_and_wait_timeout(tunnel, echo_server):
+    """With its relay out of reach, the entry-point's connections wait for a channel: past
+    --max-waiting a new one is reset at once, the waiting ones are closed after --wait-timeout
+    (one line a second, whatever their number), and once the relay is back the route works."""
+    t = tunnel(reverse_proxy=False, entry_point=False, ready=False)
+    assert t.relay.stop() == 0          # its port refuses: no channel for anyone
+    echo = echo_server()
+    listen = free_port("127.0.0.1")
+    ep = t.start_entry_point(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo.port)],
+                             extra=["--max-waiting", "3", "--wait-timeout", "2"])
+    ep.wait_log("--max-waiting 3 for 2 s")
+    waiting = [connect("127.0.0.1", listen, timeout=5 * SLOW) for _ in range(3)]
+    for s in waiting:
+        s.sendall(b"x")
+    time.sleep(0.3)
+    refused = 0
+    for _ in range(5):
+        try:
+            with connect("127.0.0.1", listen, timeout=5 * SLOW) as s:
+                data, how, elapsed = read_until_closed(s, 3 * SLOW)
+                if data == b"" and how in ("reset", "eof") and elapsed < 1 * SLOW:
+                    refused += 1
+        except (ConnectionResetError, BrokenPipeError):
+            refused += 1
+    assert refused == 5
+    lines = re.findall(r"refused connection from \S+ \(waiting for a channel: --max-waiting 3\)",
+                       ep.log())
+    assert 1 <= len(lines) <= 3, lines
+    for s in waiting:
+        data, how, elapsed = read_until_closed(s, 5 * SLOW)
+        assert data == b"" and how in ("reset", "eof"), (data, how)
+        s.close()
+    gave_up = re.findall(r"within 2 s \(--wait-timeout\): closing (\d+) connections?",
+                         ep.log())
+    assert sum(map(int, gave_up)) == 3 and len(gave_up) <= 2, gave_up
+    t.start_relay(name="relay-server-2")
+    t.start_reverse_proxy(wait_connected=True)
+    t.wait_ready(timeout=20)
+    assert round_trip("127.0.0.1", listen, b"back", timeout=5 * SLOW) == b"back"
