@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import free_port, pseudo_random, MiB, KiB, SLOW
+from conftest import free_port, pseudo_random, run_once, MiB, KiB, SLOW
 
 RATE = 1 * MiB          # bytes a second from the sender
 CHUNK = 32 * KiB
@@ -178,6 +178,7 @@ def test_idle_daemon_stops_at_once(tunnel, which):
     assert took < 0.5 * SLOW, "an idle %s took %.2f s to stop" % (which, took)
 
 
+@run_once
 def test_hangup_during_a_drain_does_not_reload(tunnel, echo_server):
     t, port = _tunnel(tunnel, echo_server)
     x = Transfer(port, 3 * MiB, "hangup in drain")

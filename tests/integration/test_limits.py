@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 
-from conftest import SLOW, connect, free_port, read_until_closed, round_trip
+from conftest import SLOW, connect, free_port, read_until_closed, round_trip, run_once
 
 
 def hold(bench_tools, port, n, seconds=3):
@@ -111,6 +111,7 @@ def test_entry_point_max_connections(tunnel, echo_server):
         s.close()
 
 
+@run_once
 def test_entry_point_max_waiting_and_wait_timeout(tunnel, echo_server):
     """With its relay out of reach, the entry-point's connections wait for a channel: past
     --max-waiting a new one is reset at once, the waiting ones are closed after --wait-timeout
