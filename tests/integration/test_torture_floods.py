@@ -1,0 +1,228 @@
+"""Torture, floods: PINGs without reading the PONGs, a reader that never reads.
+
+The harness -- a real tunnel with its traffic checked throughout, the raw channels, what is
+checked for every case -- is torture.py.  The cases, each its own test (parametrised ones
+run their variants side by side):
+
+  10,000 PINGs           without reading the PONGs (RELAY_PONG_BACKLOG)
+  a reader that never reads while its partner floods (backpressure): relay RSS bounded
+
+Run with -s (or -rP) to see what each case observed.
+"""
+
+import re
+import time
+
+import pytest
+
+from chanpeer import DATA, FIN, OPEN, OPEN_RESULT, PING, PONG, REUSE, frame, open_payload
+from conftest import SLOW, KiB, MiB, scaled
+from torture import (ROLES, observe, pattern, relay_send_queue, run_all, sha256_hex,
+                     until_closed)
+from torture import arena  # noqa: F401 - the fixture, which pytest finds by its name
+
+# Under AddressSanitizer freed memory sits in a quarantine; a small one keeps RSS about
+# the relay's buffers (as test_backpressure.py does).
+SANITIZER_ENV = {"ASAN_OPTIONS": "abort_on_error=0:detect_leaks=1:quarantine_size_mb=4"}
+MAX_RSS_GROWTH_KIB = scaled(4, 24) * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# PINGs without reading the PONGs
+
+
+def test_ping_flood_one_per_record_without_reading(arena):
+    """A channel of each role stops reading (4 KiB receive buffer) and sends 10,000 PINGs,
+    each in its own TLS record.  The relay answers each with a PONG record of its own (25
+    bytes on the wire); 10,000 of them fit in the kernel's socket buffers on loopback, so
+    the relay's own output never holds more than RELAY_PONG_BACKLOG and it does not close
+    the channel after 10,000 (its memory stays flat).  The channel goes on pinging (up to
+    1,000,000) until the kernel's buffers are full and the relay's output passes the
+    backlog: "PINGs without reading the PONGs, closing".  An innocent idle channel gets its
+    PONG throughout, and the tunnel's traffic goes on."""
+    a = arena(env=scaled(None, SANITIZER_ENV))
+    innocent = a.authed("entry")
+    flooders = {role: a.authed(role, rcvbuf=4096) for role in ROLES}
+    for p in flooders.values():
+        p.pause()
+    rss0 = a.relay.rss_kib()
+
+    def first(role):
+        assert flooders[role].repeat(10000, frame(PING), timeout=60) == 10000
+
+    run_all(first, ROLES)
+    time.sleep(0.3)
+    rss1 = a.relay.rss_kib()
+    for role, p in flooders.items():
+        queued = relay_send_queue(a.t.relay_port, int(p.local.rsplit(":", 1)[1]))
+        observe("%s after 10,000 PINGs one per record: closed by the relay: %s; relay RSS "
+                "%+d KiB; the kernel holds %s bytes of PONGs in the relay's socket" % (
+                    role, a.line(p, "PINGs without reading") is not None, rss1 - rss0,
+                    queued))
+    assert rss1 - rss0 < MAX_RSS_GROWTH_KIB, "the relay grew by %d KiB" % (rss1 - rss0)
+    innocent.send(frame(PING))
+    innocent.expect_frame(PONG)
+    a.checkpoint("during: 2 x 10,000 PINGs unread")
+
+    def more(role):
+        p = flooders[role]
+        total = 10000
+        while a.line(p, "PINGs without reading") is None and total < 1000000:
+            n = p.repeat(20000, frame(PING), timeout=120)
+            total += n
+            if n < 20000:
+                break
+        a.says(p, "PINGs without reading the PONGs, closing", 10)
+        a.dead(p)
+        p.resume()
+        until_closed(p, 10)
+        observe("%s: closed after about %d PINGs (one per record): %s" % (
+            role, total, a.line(p, "PINGs without")))
+
+    run_all(more, ROLES)
+    rss2 = a.relay.rss_kib()
+    assert rss2 - rss0 < MAX_RSS_GROWTH_KIB, "the relay grew by %d KiB" % (rss2 - rss0)
+    innocent.send(frame(PING))
+    innocent.expect_frame(PONG)
+    a.finish()
+
+
+def test_ping_flood_in_one_burst(arena):
+    """10,000 PINGs in one write (30,000 bytes, two TLS records), from a channel that does
+    not read and from one that does: the relay reads them in one pass, its output passes
+    RELAY_PONG_BACKLOG (4096 bytes: 1366 PONGs) before any of it is written, and it closes
+    the channel -- whether or not the client reads.  An innocent channel is unharmed."""
+    a = arena()
+    innocent = a.authed("reverse")
+
+    def case(c):
+        role, reads = c
+        p = a.authed(role)
+        if not reads:
+            p.pause()
+        p.send(frame(PING) * 10000)
+        a.says(p, "PINGs without reading the PONGs, closing")
+        a.dead(p)
+        if not reads:
+            p.resume()
+        ev = until_closed(p, 10)
+        if reads:
+            observe("%s, reading, 10,000 PINGs in one write: %s; it received %d PONGs, "
+                    "then %s" % (role, a.line(p, "PINGs without"), len(p.frames(PONG)),
+                                 ev.line))
+
+    run_all(case, [(r, reads) for r in ROLES for reads in (False, True)])
+    innocent.send(frame(PING))
+    innocent.expect_frame(PONG)
+    a.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# A reader that never reads
+
+
+class Fountain:
+    """A destination that sends pattern() bytes as fast as the connection takes them."""
+
+    def __init__(self, tcp_server, limit=512 * MiB):
+        self.sent = 0
+        self.limit = limit
+        self.ended = None
+        self.server = tcp_server(self._handle)
+        self.port = self.server.port
+
+    def _handle(self, conn, server):
+        block = pattern(256 * KiB)  # 256 KiB: a multiple of 256, the pattern goes on
+        try:
+            while self.sent < self.limit and not server.stopping.is_set():
+                conn.sendall(block)
+                self.sent += len(block)
+            self.ended = "limit"
+        except OSError as e:
+            self.ended = repr(e)
+
+    def wait_stalled(self, quiet=1.0, timeout=60.0):
+        """Wait until nothing more is sent for quiet seconds; return the bytes sent."""
+        deadline = time.monotonic() + timeout * SLOW
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            if self.sent != last:
+                last, since = self.sent, time.monotonic()
+            elif time.monotonic() - since >= quiet * SLOW:
+                return last
+            time.sleep(0.05)
+        pytest.fail("the fountain never stalled (%d bytes sent)" % self.sent)
+
+
+@pytest.mark.parametrize("who", ["entry floods", "reverse floods", "real reverse-proxy floods"])
+def test_reader_that_never_reads(arena, tcp_server, who):
+    """One side of a pair stops reading (64 KiB socket buffers) while the other sends DATA
+    as fast as it can: the relay stops reading the sender once its output to the reader
+    holds 256 KiB, TCP carries the stall back, and the sender stalls.  The relay's RSS
+    stays within a few MiB of its baseline, a fresh pair beside it still exchanges data,
+    and the tunnel's traffic goes on.  Then the reader reads again: every byte arrives in
+    order (SHA-256 of the DATA payloads against the flood's pattern), and the pair ends
+    cleanly (FIN both ways, REUSE to both).  With the real reverse-proxy as the sender (a
+    raw entry channel in group 0, the destination a fountain), the fountain stops once
+    the reader reads again and closes, and the connection ends cleanly the same way."""
+    a = arena(env=scaled(None, SANITIZER_ENV))
+    bufs = dict(rcvbuf=64 * KiB, sndbuf=64 * KiB, hex_max=0)
+    rss0 = a.relay.rss_kib()
+    if who == "real reverse-proxy floods":
+        fountain = Fountain(tcp_server)
+        reader = a.authed("entry", 0, **bufs)
+        reader.send(frame(OPEN, open_payload(fountain.port, "127.0.0.1", "192.0.2.2:1")))
+        reader.pause()
+        a.rplog.wait(re.compile(r"192\.0\.2\.2:1 -> \S+: connected to"))
+        accepted = fountain.wait_stalled()
+    else:
+        entry, reverse = a.pair(entry_kw=bufs, reverse_kw=bufs)
+        sender, reader = (entry, reverse) if who == "entry floods" else (reverse, entry)
+        reader.pause()
+        ev = sender.flood(1024 * MiB, 1000 * SLOW)
+        words = ev.line.split()
+        assert words[2] == "stalled", "the relay took %s bytes without stalling" % words[1]
+        accepted = int(words[1])
+    rss1 = a.relay.rss_kib()
+    observe("%s: the sender stalled after %.1f MiB; relay RSS %+d KiB over its baseline "
+            "(%d KiB)" % (who, accepted / MiB, rss1 - rss0, rss0))
+    assert accepted < 256 * MiB
+    assert rss1 - rss0 < MAX_RSS_GROWTH_KIB, "the relay grew by %d KiB" % (rss1 - rss0)
+    # Other pairs keep flowing meanwhile.
+    e2, r2 = a.pair()
+    e2.send(frame(DATA, b"x" * 10000))
+    assert r2.expect_frame(DATA).payload == b"x" * 10000
+    r2.send(frame(DATA, b"y" * 10000))
+    assert e2.expect_frame(DATA).payload == b"y" * 10000
+    a.checkpoint("during: a reader stalled for %.1f MiB" % (accepted / MiB))
+    assert a.relay.rss_kib() - rss0 < MAX_RSS_GROWTH_KIB
+
+    reader.resume()
+    if who == "real reverse-proxy floods":
+        # The fountain sends what is under way and closes: the reverse-proxy sends FIN.
+        fountain.limit = 0
+        reader.expect_frame(OPEN_RESULT, 10)
+        reader.expect_frame(FIN, 60)
+        n, digest = reader.digest()
+        assert fountain.ended == "limit", fountain.ended
+        assert n == fountain.sent, "%d bytes sent, %d arrived" % (fountain.sent, n)
+        assert digest == sha256_hex(pattern(n)), "the %d bytes that arrived differ" % n
+        reader.send(frame(FIN))
+        reader.expect_frame(REUSE)
+        a.rplog.wait(re.compile(r"192\.0\.2\.2:1 -> \S+: ended cleanly"))
+        observe("%s: %.1f MiB arrived intact after the reader resumed; the connection "
+                "ended cleanly (REUSE)" % (who, n / MiB))
+    else:
+        sender.send(frame(FIN))
+        reader.expect_frame(FIN, 60)
+        n, digest = reader.digest()
+        assert accepted <= n <= accepted + 16381, (accepted, n)
+        assert digest == sha256_hex(pattern(n)), "the %d bytes that arrived differ" % n
+        reader.send(frame(FIN))
+        sender.expect_frame(FIN)
+        sender.expect_frame(REUSE)
+        reader.expect_frame(REUSE)
+        observe("%s: %.1f MiB arrived intact; the pair ended cleanly (REUSE both ways)"
+                % (who, n / MiB))
+    assert a.relay.rss_kib() - rss0 < MAX_RSS_GROWTH_KIB
+    a.finish()
