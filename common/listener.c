@@ -70,10 +70,10 @@ monotonic_ms(void)
 static void
 accept_error_cb(struct evconnlistener *evl, void *arg)
 {
+	int saved = errno;	/* accept's, before any other call */
 	struct listener *l = arg;
 	struct timeval tv = { 1, 0 };
 	int64_t now = monotonic_ms(), last;
-	int saved = errno;
 	unsigned unlogged;
 
 	last = atomic_load(&pause_logged_ms);
@@ -82,14 +82,17 @@ accept_error_cb(struct evconnlistener *evl, void *arg)
 		unlogged = atomic_exchange(&pauses_unlogged, 0);
 		if (unlogged > 0)
 			log_warnx("%s: accept: %s; paused for 1 s (and %u "
-			    "more pauses since the last such line)", l->name,
-			    strerror(saved), unlogged);
+			    "more pause%s since the last such line)", l->name,
+			    strerror(saved), unlogged, unlogged == 1 ? "" : "s");
 		else
 			log_warnx("%s: accept: %s; paused for 1 s", l->name,
 			    strerror(saved));
 	} else
 		atomic_fetch_add(&pauses_unlogged, 1);
 	evconnlistener_disable(evl);
+	/* A second from now, not from the loop's cached time: the window
+	 * above is measured with a fresh clock. */
+	(void)event_base_update_cache_time(evconnlistener_get_base(evl));
 	if (evtimer_add(l->resume, &tv) == -1)
 		log_warnx("%s: cannot arm the resume timer", l->name);
 }

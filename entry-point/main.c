@@ -5,10 +5,12 @@
  * destination, and splices.  SIGHUP reloads the routes (from the --config
  * file), the key and the pinned certificate.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -53,7 +55,7 @@ static unsigned long conns_max, waiting_max, wait_timeout;
 
 struct waiter {
 	struct conn *conn;
-	time_t since;
+	uint64_t since;		/* when it began to wait, monotonic_ms() */
 	TAILQ_ENTRY(waiter) link;
 };
 
@@ -65,6 +67,19 @@ static char **saved_argv;
 static TAILQ_HEAD(, waiter) waiters = TAILQ_HEAD_INITIALIZER(waiters);
 static unsigned nwaiters;
 static struct event *wait_timer;
+
+/* Milliseconds of CLOCK_MONOTONIC: waits are timed in it (not in the
+ * wall clock's whole seconds, which a clock step moves and which made
+ * --wait-timeout T anything from T-1 to T+1 s). */
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* Hand idle channels to waiting connections, oldest first. */
 static void
@@ -88,7 +103,7 @@ serve_waiters(void *arg)
 static void
 wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	time_t now = time(NULL);
+	uint64_t now = monotonic_ms();
 	struct waiter *w;
 	unsigned closed = 0;
 
@@ -96,7 +111,7 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	while ((w = TAILQ_FIRST(&waiters)) != NULL &&
-	    now - w->since >= (time_t)wait_timeout) {
+	    now - w->since >= (uint64_t)wait_timeout * 1000) {
 		TAILQ_REMOVE(&waiters, w, link);
 		nwaiters--;
 		conn_abort(w->conn);
@@ -171,7 +186,7 @@ entry_accept(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 		return;
 	}
 	w->conn = c;
-	w->since = time(NULL);
+	w->since = monotonic_ms();
 	TAILQ_INSERT_TAIL(&waiters, w, link);
 	nwaiters++;
 	pool_set_waiting(client.pool, nwaiters);

@@ -360,6 +360,8 @@ class Daemon:
 
     def kill(self, timeout=10.0):
         """SIGKILL, as a fault the test makes (not a failure at teardown); waits for it."""
+        assert self.proc.poll() is None, "%s had exited (status %s) before the kill" % (
+            self.name, self.proc.returncode)
         self.killed_by_test = True
         self.proc.kill()
         self.proc.wait(timeout)

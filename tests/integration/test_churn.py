@@ -24,7 +24,7 @@ from conftest import SANITIZE, SLOW, free_port, run_once, scaled
 CONNECTIONS = scaled(50000, 10000)
 WARM_UP = 2000
 PARALLEL = 16
-SETTLE_SECONDS = 25       # a pool shrinks by one channel per ping (5 s) and channel
+SETTLE_SECONDS = 25       # each surplus idle channel closes at its next ping (every 5 s)
 
 
 def open_fds(pid):

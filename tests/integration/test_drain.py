@@ -180,6 +180,8 @@ def test_idle_daemon_stops_at_once(tunnel, which):
 
 @run_once
 def test_hangup_during_a_drain_does_not_reload(tunnel, echo_server):
+    """SIGHUP while the relay drains: it says it does not reload, does not, and the transfer
+    in flight still finishes."""
     t, port = _tunnel(tunnel, echo_server)
     x = Transfer(port, 3 * MiB, "hangup in drain")
     time.sleep(0.5)
@@ -190,7 +192,7 @@ def test_hangup_during_a_drain_does_not_reload(tunnel, echo_server):
     status, _ = _exit_within(t.relay, 15)
     x.wait(10)
     assert x.intact and status == 0
-    assert "reloaded" not in t.relay.log()
+    assert not re.search(r"hangup: reloading|\breload( failed)?:", t.relay.log())
     t.relay.wait_log("drain over: waited for 1 connection, 1 finished, 0 reset")
 
 
@@ -220,4 +222,5 @@ def test_relay_drain_refuses_the_opens_that_wait(tunnel, echo_server):
     status, _ = _exit_within(t.relay, 15)
     x.wait(10)
     assert x.intact and status == 0
-    t.entry_points[1].wait_log(re.compile(r"127\.0\.0\.1:\d+: cannot open: .*relay stopping"))
+    t.entry_points[1].wait_log(re.compile(r"127\.0\.0\.1:\d+: cannot open: no reverse-proxy "
+                                          r"available in this group: relay stopping"))

@@ -55,12 +55,13 @@ def test_reverse_proxy_killed_mid_transfer_ends_its_connections(tunnel, echo_ser
     t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo.port)])
     stop = threading.Event()
     results = [{} for _ in range(STREAMS)]
-    socks = [connect("127.0.0.1", listen) for _ in range(STREAMS)]
-    threads = [threading.Thread(target=stream_until_it_ends, args=(s, stop, r))
-               for s, r in zip(socks, results)]
-    for th in threads:
-        th.start()
+    socks, threads = [], []
     try:
+        socks += [connect("127.0.0.1", listen) for _ in range(STREAMS)]
+        threads += [threading.Thread(target=stream_until_it_ends, args=(s, stop, r))
+                    for s, r in zip(socks, results)]
+        for th in threads:
+            th.start()
         deadline = time.monotonic() + 10 * SLOW
         while min(r.get("bytes", 0) for r in results) < 256 * KiB:
             assert time.monotonic() < deadline, "the streams did not start: %r" % results
@@ -78,6 +79,8 @@ def test_reverse_proxy_killed_mid_transfer_ends_its_connections(tunnel, echo_ser
             s.close()
     late = [r for r in results if r.get("end") is None or r["end"] - killed > 2.0 * SLOW]
     assert not late, "connections still open or ended late after the kill: %r" % results
+    # Cut off, not ended: a clean EOF would tell the user the stream was whole.
+    assert all(r["how"] in ("ConnectionResetError", "BrokenPipeError") for r in results), results
     print("ended %s after the kill" % ", ".join(
         "%.0f ms (%s)" % ((r["end"] - killed) * 1000, r["how"]) for r in results))
     assert t.entry_point.alive() and t.relay.alive()
@@ -99,9 +102,10 @@ def test_relay_frozen_for_20_s_then_the_tunnel_mends_itself(tunnel):
     resumed = time.monotonic()
     for client in (t.entry_point, t.reverse_proxy):
         client.wait_log("idle channel silent for 15 s, closing it", timeout=1)
-    took = t.wait_ready(timeout=10)
-    print("traffic again %.1f s after SIGCONT" % (time.monotonic() - resumed))
-    assert took <= 10 * SLOW
+    t.wait_ready(timeout=10)
+    took = time.monotonic() - resumed
+    print("traffic again %.1f s after SIGCONT" % took)
+    assert took <= 10 * SLOW, "traffic again only %.1f s after SIGCONT" % took
     for _ in range(5):
         assert t.probe()
     assert all(d.alive() for d in (relay, t.entry_point, t.reverse_proxy))
