@@ -64,7 +64,7 @@
 #define ALLOW_MAX 256		/* rules in one list */
 #define ALLOW_RULE_MAX 300	/* characters in one rule */
 
-struct allow_rule;		/* allow.c */
+struct allow_rule;		/* allow_internal.h */
 
 struct allow_list {
 	struct allow_rule *rules;	/* n of them, malloc'ed */

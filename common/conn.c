@@ -1,14 +1,12 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -28,9 +26,6 @@ static LIST_HEAD(, conn) conns = LIST_HEAD_INITIALIZER(conns);
 static TAILQ_HEAD(, conn) graveyard = TAILQ_HEAD_INITIALIZER(graveyard);
 static struct event *reaper;
 static unsigned nconns;
-
-static void channel_detach(struct conn *c);
-static void plain_release(struct conn *c, int reset);
 
 unsigned
 conn_count(void)
@@ -127,28 +122,6 @@ conn_alloc(struct event_base *base, enum channel_role role,
 	return c;
 }
 
-/* Free the plain socket's events and close it (with a reset: the peer sees
- * that the connection did not end well). */
-static void
-plain_release(struct conn *c, int reset)
-{
-	evutil_socket_t fd;
-
-	if (c->plain_rd != NULL) {
-		event_free(c->plain_rd);
-		c->plain_rd = NULL;
-	}
-	if (c->plain == NULL)
-		return;
-	fd = bufferevent_getfd(c->plain);
-	if (reset && fd >= 0) {
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	}
-	bufferevent_free(c->plain);
-	c->plain = NULL;
-}
-
 static void
 channel_flushed_cb(struct bufferevent *bev, void *arg)
 {
@@ -198,137 +171,15 @@ conn_abort(struct conn *c)
 }
 
 /* Both directions have ended: a clean close. */
-static void
+void
 conn_check_done(struct conn *c)
 {
 	if (c->fin_sent && c->plain_shut)
 		conn_close(c, 0, 0);
 }
 
-static void
-plain_shutdown(struct conn *c)
-{
-	if (c->plain_shut ||
-	    evbuffer_get_length(bufferevent_get_output(c->plain)) != 0)
-		return;
-	if (shutdown(bufferevent_getfd(c->plain), SHUT_WR) == -1 &&
-	    errno != ENOTCONN)
-		log_debug("%s: shutdown: %s", c->label, strerror(errno));
-	c->plain_shut = 1;
-	conn_check_done(c);
-}
-
-/*
- * plain -> channel.  The plain socket is read here, not by its bufferevent:
- * libevent 2.1.12 reads sockets 4 KiB at a time, which would make 4 KiB TLS
- * records on every hop.  One readv fills up to CONN_READ_FRAMES whole DATA
- * frames laid out back to back in the channel's output, each of exactly
- * one TLS record (FRAME_RECORD bytes, header included), so the TLS layer
- * writes full records and no byte is copied on the way.
- */
-#define CONN_READ_FRAMES 15	/* 240 KiB: one 256 KiB chain with its header */
-
-static void plain_eof(struct conn *c);
-
-static void
-plain_readable_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn *c = arg;
-	struct evbuffer *out;
-	struct evbuffer_iovec vec;
-	struct iovec iov[CONN_READ_FRAMES];
-	uint8_t *base;
-	size_t i, full, rest;
-	ssize_t n;
-
-	(void)what;
-	if (c->state != CONN_OPEN)
-		return;
-	out = bufferevent_get_output(c->channel);
-	if (evbuffer_reserve_space(out, CONN_READ_FRAMES * FRAME_RECORD, &vec,
-	    1) != 1) {
-		log_warnx("%s: out of memory", c->label);
-		conn_close(c, 1, 1);
-		return;
-	}
-	base = vec.iov_base;
-	for (i = 0; i < CONN_READ_FRAMES; i++) {
-		iov[i].iov_base = base + i * FRAME_RECORD + FRAME_HEADER_LEN;
-		iov[i].iov_len = FRAME_RECORD - FRAME_HEADER_LEN;
-	}
-	n = readv(fd, iov, CONN_READ_FRAMES);
-	if (n == 0) {
-		plain_eof(c);
-		return;
-	}
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		log_debug("%s: %s: %s", c->label, c->role == ROLE_ENTRY ?
-		    "source" : "destination", strerror(errno));
-		conn_close(c, 1, 1);
-		return;
-	}
-	full = (size_t)n / (FRAME_RECORD - FRAME_HEADER_LEN);
-	rest = (size_t)n % (FRAME_RECORD - FRAME_HEADER_LEN);
-	for (i = 0; i < full; i++)
-		frame_header_encode(base + i * FRAME_RECORD, FRAME_DATA,
-		    FRAME_RECORD - FRAME_HEADER_LEN);
-	vec.iov_len = full * FRAME_RECORD;
-	if (rest > 0) {
-		frame_header_encode(base + full * FRAME_RECORD, FRAME_DATA,
-		    (uint16_t)rest);
-		vec.iov_len += FRAME_HEADER_LEN + rest;
-	}
-	if (evbuffer_commit_space(out, &vec, 1) == -1) {
-		conn_close(c, 1, 1);
-		return;
-	}
-	c->bytes_out += (uint64_t)n;
-	bev_kick_write(c->channel);
-	if (evbuffer_get_length(out) >= WIRE_HIGH_WATER) {
-		event_del(c->plain_rd);
-		c->plain_paused = 1;
-	}
-}
-
-/* Start reading the plain socket.  Returns 0 or -1. */
-int
-plain_read_start(struct conn *c)
-{
-	if (c->plain_rd == NULL) {
-		c->plain_rd = event_new(c->base, bufferevent_getfd(c->plain),
-		    EV_READ | EV_PERSIST, plain_readable_cb, c);
-		if (c->plain_rd == NULL)
-			return -1;
-	}
-	return event_add(c->plain_rd, NULL);
-}
-
-void
-plain_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)bev;
-	if (c->state != CONN_OPEN)
-		return;
-	if (c->channel_paused && c->channel != NULL) {
-		c->channel_paused = 0;
-		if (bufferevent_enable(c->channel, EV_READ) == -1) {
-			conn_close(c, 1, 1);
-			return;
-		}
-		channel_process(c);	/* frames may wait in its input */
-		if (c->state != CONN_OPEN)
-			return;
-	}
-	if (c->fin_received)
-		plain_shutdown(c);
-}
-
 /* A frame of our own for the channel, sent in this loop pass. */
-static int
+int
 channel_frame(struct conn *c, uint8_t type, const void *payload, size_t len)
 {
 	return wire_send(c->channel, type, payload, len);
@@ -340,50 +191,13 @@ open_result_send(struct conn *c, uint8_t code, const char *text)
 	(void)wire_send_open_result(c->channel, code, text);
 }
 
-void
-plain_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct conn *c = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	(void)bev;
-	if (c->state == CONN_CONNECTING) {
-		dest_connect_event(c, what, err);
-		return;
-	}
-	if (c->state != CONN_OPEN)
-		return;
-	log_debug("%s: %s: %s", c->label, c->role == ROLE_ENTRY ?
-	    "source" : "destination", (what & BEV_EVENT_TIMEOUT) ?
-	    "timed out" : evutil_socket_error_to_string(err));
-	conn_close(c, 1, 1);
-}
-
-/* The plain socket's peer is done sending: FIN.  Reading stops; writing
- * goes on (half-close). */
-static void
-plain_eof(struct conn *c)
-{
-	event_del(c->plain_rd);
-	if (channel_frame(c, FRAME_FIN, NULL, 0) == -1) {
-		conn_close(c, 1, 1);
-		return;
-	}
-	c->fin_sent = 1;
-	log_debug("%s: %s closed its side", c->label, c->role == ROLE_ENTRY ?
-	    "source" : "destination");
-	if (c->fin_received)
-		channel_detach(c);
-	conn_check_done(c);
-}
-
 /*
  * FIN has gone both ways: the channel's part is over, at a frame boundary
  * (what follows in its input is the relay's, REUSE first).  The channel
  * goes back to the owner to be reused; the conn goes on writing what it
  * holds to the plain side (bounded by a write timeout), then ends.
  */
-static void
+void
 channel_detach(struct conn *c)
 {
 	struct timeval flush = { WIRE_FLUSH_TIMEOUT, 0 };

@@ -1,12 +1,14 @@
 /*
- * conn_internal: what conn.c (one user connection: the splice, its ends,
- * its teardown) and conn_dial.c (the reverse-proxy's side of OPEN: the
- * allow-list, the lookup, the connect to each address in turn) share.
- * Not for use outside those two files.
+ * conn_internal: what conn.c (one user connection: its life, its
+ * teardown, its channel side), conn_plain.c (its plain socket side) and
+ * conn_dial.c (the reverse-proxy's side of OPEN: the allow-list, the
+ * lookup, the connect to each address in turn) share.  Not for use
+ * outside those three files.
  */
 #ifndef CONN_INTERNAL_H
 #define CONN_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -66,11 +68,27 @@ struct conn *conn_alloc(struct event_base *base, enum channel_role role,
 /* End c (send_rst: tell the far end; reset_plain: reset the plain
  * socket); c is freed from the loop, later. */
 void conn_close(struct conn *c, int send_rst, int reset_plain);
+/* Both directions have ended (FIN sent, plain side shut): close c cleanly. */
+void conn_check_done(struct conn *c);
 void channel_setup(struct conn *c, struct bufferevent *channel);
 void channel_process(struct conn *c);
+/* A frame of our own for the channel, sent in this loop pass: 0 or -1. */
+int channel_frame(struct conn *c, uint8_t type, const void *payload,
+    size_t len);
+/* FIN both ways: give the channel back to the owner through end_cb. */
+void channel_detach(struct conn *c);
 void open_result_send(struct conn *c, uint8_t code, const char *text);
+
+/* conn_plain.c */
+/* Free the plain socket's events and close it (reset: with a reset). */
+void plain_release(struct conn *c, int reset);
+/* Shut down the plain write side once its output is empty (after FIN). */
+void plain_shutdown(struct conn *c);
+/* Start reading the plain socket.  Returns 0 or -1. */
 int plain_read_start(struct conn *c);
+/* The plain socket's output drained: resume the channel, or shut down. */
 void plain_write_cb(struct bufferevent *bev, void *arg);
+/* The plain socket's error, timeout, or connect (while CONN_CONNECTING). */
 void plain_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* conn_dial.c */
