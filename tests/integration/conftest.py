@@ -815,3 +815,32 @@ def bench_tools(tmp_path_factory):
                         os.path.join(root, "bench", tool + ".c")], check=True, timeout=120)
         made[tool] = str(out)
     return made
+
+
+@pytest.fixture
+def bench_echo(bench_tools):
+    """bench_echo() -> port of a bench/echo process on 127.0.0.1 (the benchmark's echo server,
+    C and fast, for tests that move much data or many connections), accepting when it returns;
+    every one is stopped at teardown."""
+    procs = []
+
+    def start():
+        port = free_port("127.0.0.1")
+        p = subprocess.Popen([bench_tools["echo"], str(port)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        procs.append(p)
+        deadline = time.monotonic() + 5 * SLOW
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return port
+            except OSError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("bench/echo on port %d did not start (status %s)"
+                                       % (port, p.poll()))
+                time.sleep(0.02)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)

@@ -59,38 +59,32 @@ def churn(loadgen, port, count, seconds):
 
 
 @run_once
-def test_50000_connections_leave_no_descriptor_and_no_memory_behind(tunnel, bench_tools):
-    echo_port = free_port("127.0.0.1")
-    echo = subprocess.Popen([bench_tools["echo"], str(echo_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.2)
-        listen = free_port("127.0.0.1")
-        t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)])
-        daemons = [t.relay, t.entry_point, t.reverse_proxy]
-        idle = settle(daemons, None, 20)
+def test_50000_connections_leave_no_descriptor_and_no_memory_behind(tunnel, bench_tools,
+                                                                     bench_echo):
+    echo_port = bench_echo()
+    listen = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)])
+    daemons = [t.relay, t.entry_point, t.reverse_proxy]
+    idle = settle(daemons, None, 20)
 
-        churn(bench_tools["loadgen"], listen, WARM_UP, 60)
-        settle(daemons, idle, SETTLE_SECONDS)
-        warm_rss = {d: d.rss_kib() for d in daemons}
+    churn(bench_tools["loadgen"], listen, WARM_UP, 60)
+    settle(daemons, idle, SETTLE_SECONDS)
+    warm_rss = {d: d.rss_kib() for d in daemons}
 
-        start = time.monotonic()
-        cps, ok, failures = churn(bench_tools["loadgen"], listen, CONNECTIONS, 150)
-        print("churn: %d connections in %.1f s (%.0f/s), %d failures"
-              % (ok, time.monotonic() - start, cps, failures))
-        assert ok == CONNECTIONS and failures == 0, (ok, failures)
+    start = time.monotonic()
+    cps, ok, failures = churn(bench_tools["loadgen"], listen, CONNECTIONS, 150)
+    print("churn: %d connections in %.1f s (%.0f/s), %d failures"
+          % (ok, time.monotonic() - start, cps, failures))
+    assert ok == CONNECTIONS and failures == 0, (ok, failures)
 
-        after = settle(daemons, idle, SETTLE_SECONDS)
-        for d in daemons:
-            rss = d.rss_kib()
-            print("%s: descriptors %d idle, %d after; RSS %d KiB after the warm-up, %d after"
-                  % (d.name, idle[d], after[d], warm_rss[d], rss))
-            assert after[d] <= idle[d], "%s holds %d descriptors, %d when idle" % (
-                d.name, after[d], idle[d])
-            if not SANITIZE:
-                assert rss - warm_rss[d] <= 8 * 1024, "%s grew by %d KiB" % (
-                    d.name, rss - warm_rss[d])
-        assert t.probe()
-    finally:
-        echo.terminate()
-        echo.wait(10)
+    after = settle(daemons, idle, SETTLE_SECONDS)
+    for d in daemons:
+        rss = d.rss_kib()
+        print("%s: descriptors %d idle, %d after; RSS %d KiB after the warm-up, %d after"
+              % (d.name, idle[d], after[d], warm_rss[d], rss))
+        assert after[d] <= idle[d], "%s holds %d descriptors, %d when idle" % (
+            d.name, after[d], idle[d])
+        if not SANITIZE:
+            assert rss - warm_rss[d] <= 8 * 1024, "%s grew by %d KiB" % (
+                d.name, rss - warm_rss[d])
+    assert t.probe()

@@ -15,11 +15,10 @@ for 19,000 handshakes within the test's bounds.
 import re
 import resource
 import subprocess
-import time
 
 import pytest
 
-from conftest import RELAY_WORKERS, SANITIZE, free_port
+from conftest import SANITIZE, free_port, run_once
 
 HELD = 9500
 FILES = 20000
@@ -38,32 +37,25 @@ def nofile_20000():
 
 
 @pytest.mark.skipif(SANITIZE, reason="19,000 handshakes take too long under the sanitizers")
-@pytest.mark.skipif(RELAY_WORKERS not in ("", "2"), reason="run once, with two relay workers")
-def test_9500_idle_connections_at_the_default_limits(nofile_20000, bench_tools, tunnel,
-                                                     tmp_path):
-    echo_port = free_port("127.0.0.1")
-    echo = subprocess.Popen([bench_tools["echo"], str(echo_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.2)
-        listen = free_port("127.0.0.1")
-        t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)])
-        for d in (t.relay, t.entry_point, t.reverse_proxy):
-            d.wait_log("limits: ")
-        assert "--max-channels 19648," in t.relay.log()
-        assert "--max-connections 9890," in t.entry_point.log()
-        r = subprocess.run([bench_tools["loadgen"], "hold", "127.0.0.1", str(listen),
-                            str(HELD), "10", "150"], capture_output=True, text=True,
-                           timeout=240)
-        print(r.stdout, r.stderr[-400:])
-        m = re.search(r"hold n=(\d+) held=(\d+) ok=(\d+)", r.stdout)
-        assert m, (r.returncode, r.stdout, r.stderr[-400:])
-        assert int(m.group(2)) == HELD, "held %s of %d" % (m.group(2), HELD)
-        assert int(m.group(3)) == HELD, "%s of %d echoed after the hold" % (m.group(3), HELD)
-        assert r.returncode == 0, r.stderr[-400:]
-        for d in (t.relay, t.entry_point, t.reverse_proxy):
-            assert "refused" not in d.log(), d.log_tail(20)
-        assert t.probe()
-    finally:
-        echo.terminate()
-        echo.wait(10)
+@run_once
+def test_9500_idle_connections_at_the_default_limits(nofile_20000, bench_tools, bench_echo,
+                                                     tunnel):
+    echo_port = bench_echo()
+    listen = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)])
+    for d in (t.relay, t.entry_point, t.reverse_proxy):
+        d.wait_log("limits: ")
+    assert "--max-channels 19648," in t.relay.log()
+    assert "--max-connections 9890," in t.entry_point.log()
+    r = subprocess.run([bench_tools["loadgen"], "hold", "127.0.0.1", str(listen),
+                        str(HELD), "10", "150"], capture_output=True, text=True,
+                       timeout=240)
+    print(r.stdout, r.stderr[-400:])
+    m = re.search(r"hold n=(\d+) held=(\d+) ok=(\d+)", r.stdout)
+    assert m, (r.returncode, r.stdout, r.stderr[-400:])
+    assert int(m.group(2)) == HELD, "held %s of %d" % (m.group(2), HELD)
+    assert int(m.group(3)) == HELD, "%s of %d echoed after the hold" % (m.group(3), HELD)
+    assert r.returncode == 0, r.stderr[-400:]
+    for d in (t.relay, t.entry_point, t.reverse_proxy):
+        assert "refused" not in d.log(), d.log_tail(20)
+    assert t.probe()

@@ -51,14 +51,11 @@ def open_quietly(port, count):
 
 
 @run_once
-def test_strangers_held_while_4_x_64_mib_are_echoed(tunnel, bench_tools):
+def test_strangers_held_while_4_x_64_mib_are_echoed(tunnel, bench_tools, bench_echo):
     raise_own_nofile()
-    echo_port = free_port("127.0.0.1")
-    echo = subprocess.Popen([bench_tools["echo"], str(echo_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    echo_port = bench_echo()
     strangers = []
     try:
-        time.sleep(0.2)
         listen = free_port("127.0.0.1")
         t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)])
         idle = open_fds(t.relay.pid)
@@ -94,8 +91,6 @@ def test_strangers_held_while_4_x_64_mib_are_echoed(tunnel, bench_tools):
     finally:
         for s in strangers:
             s.close()
-        echo.terminate()
-        echo.wait(10)
 
 
 def client_hello():

@@ -15,7 +15,6 @@
 """
 
 import re
-import socket
 import subprocess
 import time
 
@@ -31,27 +30,15 @@ def hold(bench_tools, port, n, seconds=3):
     return int(m.group(2)), int(m.group(3))
 
 
-def echo_process(bench_tools):
-    port = free_port("127.0.0.1")
-    p = subprocess.Popen([bench_tools["echo"], str(port)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    time.sleep(0.2)
-    return p, port
-
-
-def test_a_hold_of_15_at_max_channels_40_gets_all_through(tunnel, bench_tools):
-    echo, echo_port = echo_process(bench_tools)
-    try:
-        listen = free_port("127.0.0.1")
-        t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)],
-                   relay_args=["--max-channels", "40", "-v"])
-        held, ok = hold(bench_tools, listen, 15)
-        assert (held, ok) == (15, 15), "held %d, %d echoed after the hold" % (held, ok)
-        assert "closed to make room (--max-channels)" in t.relay.log()
-        assert t.probe()
-    finally:
-        echo.terminate()
-        echo.wait(10)
+def test_a_hold_of_15_at_max_channels_40_gets_all_through(tunnel, bench_tools, bench_echo):
+    echo_port = bench_echo()
+    listen = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo_port)],
+               relay_args=["--max-channels", "40", "-v"])
+    held, ok = hold(bench_tools, listen, 15)
+    assert (held, ok) == (15, 15), "held %d, %d echoed after the hold" % (held, ok)
+    assert "closed to make room (--max-channels)" in t.relay.log()
+    assert t.probe()
 
 
 def test_a_group_at_the_limit_does_not_starve_another(tunnel, echo_server):

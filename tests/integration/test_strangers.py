@@ -17,7 +17,6 @@ evicts the oldest stranger.  So:
 """
 
 import re
-import socket
 import struct
 import threading
 import time
