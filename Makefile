@@ -91,6 +91,17 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
+# --version names the commit (common/version.c).  The stamp is rewritten
+# only when the commit changes, so that only version.o is rebuilt then.
+TRP_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+$(BUILD)/commit: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(TRP_COMMIT)' | cmp -s - $@ || echo '$(TRP_COMMIT)' > $@
+$(OBJ)/common/version.o: $(BUILD)/commit
+$(OBJ)/common/version.o: CFLAGS += -DTRP_COMMIT='"$(TRP_COMMIT)"'
+.PHONY: FORCE
+FORCE:
+
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@

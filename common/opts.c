@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "version.h"
 
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
@@ -379,7 +380,7 @@ opts_parse(struct opts *o, const struct opt_spec *specs, size_t nspecs,
 			print_help(specs, nspecs, usage);
 			return 1;
 		case 'V':
-			printf("%s %s\n", progname, TRP_VERSION);
+			version_print(stdout, progname);
 			return 1;
 		case OPT_CONFIG:
 			config = optarg;

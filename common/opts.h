@@ -81,7 +81,4 @@ const char *opts_origin(const struct opts *o, const void *dest,
 /* Release the storage behind string values.  opts_free(NULL) is a no-op. */
 void opts_free(struct opts *o);
 
-/* Version string of the whole project. */
-#define TRP_VERSION "0.1.0"
-
 #endif

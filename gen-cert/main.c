@@ -16,6 +16,7 @@
 #include "gen-cert.h"
 #include "log.h"
 #include "opts.h"
+#include "version.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -112,7 +113,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
-		printf("%s %s\n", GEN_CERT_PROGNAME, TRP_VERSION);
+		version_print(stdout, GEN_CERT_PROGNAME);
 		return 0;
 	}
 	for (i = 0; i < NELEM(subcommands); i++)

@@ -6,6 +6,7 @@ flag, value or file, 1 runtime failure.
 
 import contextlib
 import os
+import re
 import resource
 import signal
 import socket
@@ -53,8 +54,11 @@ def test_help_and_version(program):
     for flag in ("--version", "-V"):
         p = run(program, flag)
         assert p.returncode == 0, p.stderr
-        assert program in p.stdout
-        assert any(c.isdigit() for c in p.stdout)
+        # The version and the commit, then the libraries it runs with.
+        assert re.match(r"%s \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(-dirty)?|%s \d+\.\d+\.\d+ "
+                        r"\(commit unknown" % (program, program), p.stdout), p.stdout
+        assert re.search(r"\nOpenSSL 3\.\S+ .*, libevent 2\.1\.\S+, libsodium \d", p.stdout), \
+            p.stdout
 
 
 @pytest.mark.parametrize("program", DAEMONS)

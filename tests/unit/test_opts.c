@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "opts.h"
+#include "version.h"
 
 /* Fail with the message when err does not contain needle. */
 #define assert_err_contains(err, needle) do {				\
@@ -341,9 +342,15 @@ test_version(void **state)
 	(void)state;
 	assert_int_equal(parse_capturing_stdout("--version", out, sizeof(out)),
 	    1);
-	assert_string_equal(out, "prog " TRP_VERSION "\n");
+	/* The version and commit, then the libraries it runs with. */
+	assert_memory_equal(out, "prog " TRP_VERSION " (commit ",
+	    strlen("prog " TRP_VERSION " (commit "));
+	assert_non_null(strstr(out, ")\nOpenSSL 3."));
+	assert_non_null(strstr(out, ", libevent 2.1."));
+	assert_non_null(strstr(out, ", libsodium "));
 	assert_int_equal(parse_capturing_stdout("-V", out, sizeof(out)), 1);
-	assert_string_equal(out, "prog " TRP_VERSION "\n");
+	assert_memory_equal(out, "prog " TRP_VERSION " (commit ",
+	    strlen("prog " TRP_VERSION " (commit "));
 }
 
 /* --- config text --- */
