@@ -105,7 +105,7 @@ bind_parse(const char *text, struct sockaddr_storage *ss, socklen_t *len,
 
 void
 client_init(struct client *cl, const struct client_options *o,
-    const char *progname, struct event_base *base)
+    struct event_base *base)
 {
 	char err[512];
 
@@ -116,28 +116,28 @@ client_init(struct client *cl, const struct client_options *o,
 	cl->pool_max_given = o->pool_max;
 	cl->pool_max = client_pool_max(o);
 	if (o->pool_min > cl->pool_max) {
-		fprintf(stderr, "%s: --pool-min %lu is larger than --pool-max "
-		    "%lu%s\n", progname, o->pool_min, cl->pool_max,
+		log_errx("--pool-min %lu is larger than --pool-max "
+		    "%lu%s", o->pool_min, cl->pool_max,
 		    o->pool_max ? "" : " (from the open-file limit)");
 		exit(EXIT_USAGE);
 	}
 	if (netaddr_parse_hostport(o->server_address, cl->relay_host,
 	    sizeof(cl->relay_host), &cl->relay_port, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --server-address: %s\n", progname, err);
+		log_errx("--server-address: %s", err);
 		exit(EXIT_USAGE);
 	}
 	if (o->bind_address != NULL && bind_parse(o->bind_address,
 	    &cl->bind_addr, &cl->bind_len, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --bind-address: %s\n", progname, err);
+		log_errx("--bind-address: %s", err);
 		exit(EXIT_USAGE);
 	}
 	if ((cl->ssl_ctx = tls_client_ctx_new(o->server_cert, err,
 	    sizeof(err))) == NULL) {
-		fprintf(stderr, "%s: --server-cert: %s\n", progname, err);
+		log_errx("--server-cert: %s", err);
 		exit(EXIT_USAGE);
 	}
 	if (auth_key_load(o->auth_key, &cl->key, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --auth-private-key: %s\n", progname, err);
+		log_errx("--auth-private-key: %s", err);
 		exit(EXIT_USAGE);
 	}
 	/* Resolver for the relay's and the destinations' names: the

@@ -68,7 +68,7 @@ struct client {
  * or file prints one line and exits EXIT_USAGE.
  */
 void client_init(struct client *cl, const struct client_options *o,
-    const char *progname, struct event_base *base);
+    struct event_base *base);
 
 /* Start the pool (role, callbacks in pc; the rest filled in here). */
 void client_start_pool(struct client *cl, const struct client_options *o,

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "notify.h"
 
 static struct event *sig_int, *sig_term;
 
@@ -21,6 +22,9 @@ daemon_parse_options(struct opts *o, const struct opt_spec *specs,
 {
 	char err[512];
 
+	/* Errors from here on are the program's, in the journal's format
+	 * when stderr is the journal (daemon_log_init sets the level). */
+	log_init(progname, LOG_LEVEL_INFO);
 	switch (opts_parse(o, specs, nspecs, argc, argv, 1, progname, usage,
 	    err, sizeof(err))) {
 	case 0:
@@ -29,7 +33,7 @@ daemon_parse_options(struct opts *o, const struct opt_spec *specs,
 		opts_free(o);
 		exit(0);
 	default:
-		fprintf(stderr, "%s: %s\n", progname, err);
+		log_errx("%s", err);
 		opts_free(o);
 		exit(EXIT_USAGE);
 	}
@@ -40,6 +44,59 @@ daemon_log_init(const char *progname, int verbose, int quiet)
 {
 	log_init(progname, quiet ? LOG_LEVEL_QUIET : verbose ?
 	    LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+}
+
+/* What the daemon says of itself to the service manager (STATUS=). */
+static struct {
+	void (*fn)(char *buf, size_t len, void *arg);
+	void *arg;
+	struct event *timer;
+} status;
+
+/* The daemon's status line, or NULL without daemon_on_status. */
+static const char *
+status_text(char *buf, size_t len)
+{
+	if (status.fn == NULL)
+		return NULL;
+	buf[0] = '\0';
+	status.fn(buf, len, status.arg);
+	return buf;
+}
+
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (status_text(buf, sizeof(buf)) != NULL)
+		notify_status(buf);
+}
+
+void
+daemon_on_status(struct event_base *base,
+    void (*fn)(char *buf, size_t len, void *arg), void *arg)
+{
+	struct timeval tv = { DAEMON_STATUS_SECONDS, 0 };
+
+	status.fn = fn;
+	status.arg = arg;
+	if (getenv("NOTIFY_SOCKET") == NULL || status.timer != NULL)
+		return;		/* nobody to tell */
+	if ((status.timer = event_new(base, -1, EV_PERSIST, status_cb,
+	    NULL)) == NULL || event_add(status.timer, &tv) == -1)
+		fatalx("cannot arm the status timer");
+}
+
+void
+daemon_ready(void)
+{
+	char buf[256];
+
+	notify_ready(status_text(buf, sizeof(buf)));
 }
 
 /* The graceful stop (daemon_on_drain); one per process, like the signals. */
@@ -116,6 +173,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		drain_end(base);
 		return;
 	}
+	notify_send("STOPPING=1");
 	if (!drain.set || drain.timeout == 0) {
 		if (drain.set)
 			log_info("%s, shutting down (--drain-timeout 0: %u "
@@ -131,6 +189,14 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	drain.waited = drain.d.start(drain.d.arg);
 	log_info("%s: draining: no new connections, waiting for %u in flight "
 	    "(at most %lu s)", name, drain.waited, drain.timeout);
+	{
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "draining: waiting for %u "
+		    "connection%s (at most %lu s)", drain.waited,
+		    drain.waited == 1 ? "" : "s", drain.timeout);
+		notify_status(msg);
+	}
 	tv.tv_sec = (time_t)drain.timeout;
 	tv.tv_usec = 0;
 	if (event_add(drain.poll, &poll) == -1 ||
@@ -178,7 +244,10 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("hangup: reloading");
+	notify_reloading();
 	reload.cb(reload.arg);
+	notify_reloaded();
+	status_cb(-1, 0, NULL);
 }
 
 void
@@ -293,6 +362,10 @@ daemon_base_free(struct event_base *base)
 	if (drain.timer != NULL)
 		event_free(drain.timer);
 	drain.poll = drain.timer = NULL;
+	if (status.timer != NULL)
+		event_free(status.timer);
+	status.timer = NULL;
+	status.fn = NULL;
 	if (base != NULL) {
 		/* Bufferevents freed with deferred callbacks pending are
 		 * released only when those run: let them. */

@@ -77,6 +77,21 @@ void daemon_drain_timeout(unsigned long timeout);
 /* Is a drain under way?  (A reload is refused then.) */
 int daemon_draining(void);
 
+/*
+ * The service manager (notify.h): fn(buf, len, arg) writes a one-line
+ * summary of the daemon (channels, connections) into buf; it is sent as
+ * STATUS= with READY=1, after a reload and every DAEMON_STATUS_SECONDS
+ * while $NOTIFY_SOCKET is set.  Exits EXIT_RUNTIME on failure.
+ */
+#define DAEMON_STATUS_SECONDS 10
+void daemon_on_status(struct event_base *base,
+    void (*fn)(char *buf, size_t len, void *arg), void *arg);
+
+/* The daemon serves: READY=1 (once) with its status.  RELOADING=1 and
+ * READY=1 around SIGHUP and STOPPING=1 at SIGINT/SIGTERM are sent here,
+ * by the signal handling. */
+void daemon_ready(void);
+
 /* End the loop now: what daemon_run was waiting for. */
 void daemon_stop(struct event_base *base);
 

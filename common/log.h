@@ -3,8 +3,11 @@
  *
  * Verbs, after OpenBSD daemons: log_warn (appends strerror(errno)),
  * log_warnx (without errno), log_info, log_debug, fatal/fatalx (log and
- * exit 1).  Lines go to stderr as "program: message"; systemd's journal
- * adds time and pid.  The level decides what is printed:
+ * exit 1), log_errx (a configuration error, before an exit).  Lines go to
+ * stderr as "program: message"; systemd's journal adds time and pid, and
+ * when stderr is the journal's stream (JOURNAL_STREAM) each line starts
+ * with its syslog priority: <3> errors (fatal, log_errx), <4> warnings,
+ * <6> log_info, <7> log_debug.  The level decides what is printed:
  *   LOG_LEVEL_QUIET   only warnings and errors      (-q)
  *   LOG_LEVEL_INFO    starts, failures, rejections  (default)
  *   LOG_LEVEL_DEBUG   per-connection events         (-v)
@@ -26,6 +29,8 @@ void log_init(const char *progname, enum log_level level);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An error the program stops on (a bad option or file); the caller exits. */
+void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*

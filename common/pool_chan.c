@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "batch.h"
+#include "daemon.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -86,9 +87,11 @@ chan_ready(struct pool_chan *c)
 
 	chan_unlink(c);
 	chan_link(c, CHAN_IDLE);
-	if (fresh && (p->failures > 0 || !p->connected_once))
+	if (fresh && (p->failures > 0 || !p->connected_once)) {
 		log_info("relay %s: connected (group %u)", p->relay_name,
 		    p->cfg.group);
+		daemon_ready();		/* it serves: its first channel */
+	}
 	if (fresh) {
 		p->failures = 0;
 		p->connected_once = 1;

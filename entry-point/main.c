@@ -357,6 +357,17 @@ drain_start(void *arg)
 	return conn_count() - reset;
 }
 
+/* STATUS= for the service manager. */
+static void
+entry_status(char *buf, size_t len, void *arg)
+{
+	unsigned n = conn_count();
+
+	(void)arg;
+	snprintf(buf, len, "%u connection%s, %u waiting for a channel; relay %s",
+	    n, n == 1 ? "" : "s", nwaiters, pool_relay_name(client.pool));
+}
+
 static unsigned
 drain_left(void *arg)
 {
@@ -387,7 +398,7 @@ main(int argc, char **argv)
 	saved_argc = argc;
 	saved_argv = argv;
 	if ((running = calloc(1, sizeof(*running))) == NULL) {
-		fprintf(stderr, "%s: out of memory\n", PROGNAME);
+		log_errx("out of memory");
 		return EXIT_RUNTIME;
 	}
 	settings_specs(running, specs);
@@ -396,13 +407,13 @@ main(int argc, char **argv)
 	daemon_log_init(PROGNAME, running->client.verbose,
 	    running->client.quiet);
 	if (settings_routes(running, routes, &n, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		log_errx("%s", err);
 		settings_free(running);
 		return EXIT_USAGE;
 	}
 
 	base = daemon_base_new();
-	client_init(&client, &running->client, PROGNAME, base);
+	client_init(&client, &running->client, base);
 	if (routes_prepare(base, routes, n, &ch, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	routes_commit(&ch, err, sizeof(err));	/* the summary: unused */
@@ -417,6 +428,7 @@ main(int argc, char **argv)
 	daemon_on_reload(base, reload, NULL);
 	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
 	    drain_busy, NULL }, running->drain_timeout);
+	daemon_on_status(base, entry_status, NULL);
 
 	rc = daemon_run(base);
 

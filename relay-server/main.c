@@ -101,7 +101,7 @@ listen_all(unsigned nworkers, const char *host, unsigned long port)
 	hints.ai_flags = AI_PASSIVE;
 	snprintf(portstr, sizeof(portstr), "%lu", port);
 	if ((rc = getaddrinfo(host, portstr, &hints, &res)) != 0) {
-		fprintf(stderr, "%s: --host: %s: %s\n", PROGNAME, host,
+		log_errx("--host: %s: %s", host,
 		    gai_strerror(rc));
 		exit(EXIT_USAGE);
 	}
@@ -206,11 +206,11 @@ config_load(struct relay_config *cfg, const struct relay_options *o,
 	memset(cfg, 0, sizeof(*cfg));
 	if ((ctx = tls_server_ctx_new(o->cert, o->key, err, sizeof(err))) ==
 	    NULL) {
-		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		log_errx("%s", err);
 		return -1;
 	}
 	if (keyset_load(o->pub, &ks, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: --auth-public-key: %s\n", PROGNAME, err);
+		log_errx("--auth-public-key: %s", err);
 		SSL_CTX_free(ctx);
 		return -1;
 	}
@@ -261,6 +261,17 @@ drain_busy(void *arg)
 	return relay_drain_busy();
 }
 
+/* STATUS= for the service manager. */
+static void
+relay_status(char *buf, size_t len, void *arg)
+{
+	unsigned pairs = relay_pairs();
+
+	(void)arg;
+	snprintf(buf, len, "%u channels open, %u connection%s", relay_slots_used(),
+	    pairs, pairs == 1 ? "" : "s");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -287,6 +298,7 @@ main(int argc, char **argv)
 		fatalx("cannot start the relay's workers");
 	listen_all(cfg.workers, ro.host, ro.port);
 	limits_log(&cfg, &ro);
+	daemon_on_status(base, relay_status, NULL);
 	reload_setup(base, argc, argv, &ro, &o);
 	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
 	    drain_busy, NULL }, ro.drain_timeout);
@@ -294,6 +306,7 @@ main(int argc, char **argv)
 	    "%lu s; %lu worker%s", nkeys, ro.handshake_timeout,
 	    ro.open_timeout, ro.workers, ro.workers == 1 ? "" : "s");
 
+	daemon_ready();			/* it listens */
 	rc = relay_run(daemon_run);
 
 	for (i = 0; i < nlisteners; i++)

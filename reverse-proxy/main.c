@@ -170,6 +170,17 @@ drain_start(void *arg)
 	return conn_count();
 }
 
+/* STATUS= for the service manager. */
+static void
+reverse_status(char *buf, size_t len, void *arg)
+{
+	unsigned n = conn_count();
+
+	(void)arg;
+	snprintf(buf, len, "%u connection%s; relay %s", n, n == 1 ? "" : "s",
+	    pool_relay_name(client.pool));
+}
+
 static unsigned
 drain_left(void *arg)
 {
@@ -202,13 +213,13 @@ main(int argc, char **argv)
 	daemon_log_init(PROGNAME, running.client.verbose,
 	    running.client.quiet);
 	if (settings_allow(&running, &allow, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		log_errx("%s", err);
 		opts_free(&running.opts);
 		return EXIT_USAGE;
 	}
 
 	base = daemon_base_new();
-	client_init(&client, &running.client, PROGNAME, base);
+	client_init(&client, &running.client, base);
 	memset(&pc, 0, sizeof(pc));
 	pc.role = ROLE_REVERSE;
 	pc.on_open = channel_opened;
@@ -216,6 +227,7 @@ main(int argc, char **argv)
 	daemon_on_reload(base, reload, NULL);
 	daemon_on_drain(base, &(struct daemon_drain){ drain_start, drain_left,
 	    drain_busy, NULL }, running.drain_timeout);
+	daemon_on_status(base, reverse_status, NULL);
 	log_info("relay %s, group %lu: keeping %lu idle channels ready",
 	    running.client.server_address, running.client.group,
 	    running.client.pool_min);

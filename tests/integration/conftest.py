@@ -683,7 +683,8 @@ class Tunnel:
 
     def __init__(self, start_daemon, echo_server, keys, host, group, relay_args,
                  relay_port=None, env=None):
-        self._start_daemon = functools.partial(start_daemon, env=env)
+        self._start = start_daemon
+        self.env = dict(env or {})
         self.keys = keys
         self.host = host
         self.group = group
@@ -710,14 +711,18 @@ class Tunnel:
     def entry_point(self):
         return self.entry_points[0]
 
-    def start_relay(self, extra=(), keys=None, name="relay-server"):
+    def _start_daemon(self, program, args, name=None, env=None):
+        """Start program with the tunnel's environment, plus env (for this one)."""
+        return self._start(program, args, name=name, env=dict(self.env, **(env or {})))
+
+    def start_relay(self, extra=(), keys=None, name="relay-server", env=None):
         """Start a relay on host:relay_port; wait until it logs that it listens."""
         keys = keys or self.keys
         args = ["-p", self.relay_port, "--host", self.host, "-c", keys.cert, "-k", keys.key,
                 "-a", keys.pub] + self.relay_args + list(extra)
         if RELAY_WORKERS and "--workers" not in args:
             args += ["--workers", RELAY_WORKERS]
-        relay = self._start_daemon("relay-server", args, name=name)
+        relay = self._start_daemon("relay-server", args, name=name, env=env)
         relay.wait_log("listening on %s:%d" % (bracket(self.host), self.relay_port))
         self.relay = relay
         return relay
@@ -729,17 +734,17 @@ class Tunnel:
                 "-g", self.group if group is None else group]
 
     def start_reverse_proxy(self, group=None, extra=(), cert=None, key=None,
-                            server_address=None, wait_connected=False):
+                            server_address=None, wait_connected=False, env=None):
         """Start a reverse-proxy; with wait_connected, wait until it logs its first channel."""
         args = self.client_args(group, cert, key, server_address) + list(extra)
-        rp = self._start_daemon("reverse-proxy", args)
+        rp = self._start_daemon("reverse-proxy", args, env=env)
         self.reverse_proxies.append(rp)
         if wait_connected:
             rp.wait_log("connected (group %s)" % (self.group if group is None else group))
         return rp
 
     def start_entry_point(self, routes=(), group=None, extra=(), cert=None, key=None,
-                          server_address=None, wait_connected=False):
+                          server_address=None, wait_connected=False, env=None):
         """Start an entry-point with routes (the first one also gets the probe route).
 
         Waits until every route logs that it listens; with wait_connected, also until it logs
@@ -750,7 +755,7 @@ class Tunnel:
             routes.append(self.probe_route)
         args = (self.client_args(group, cert, key, server_address)
                 + ["-r", ",".join(routes)] + list(extra))
-        ep = self._start_daemon("entry-point", args)
+        ep = self._start_daemon("entry-point", args, env=env)
         self.entry_points.append(ep)
         for r in routes:
             ep.wait_log("route '%s' listening on" % r)

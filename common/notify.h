@@ -1,0 +1,31 @@
+/*
+ * notify: the service manager's readiness protocol (sd_notify(3)), for
+ * Type=notify units.  When $NOTIFY_SOCKET names a datagram socket (a path,
+ * or "@name" for one in the abstract namespace), each call sends one
+ * datagram of "KEY=value" lines to it; without it every call does
+ * nothing.  The daemons say READY=1 when they serve (the relay listens; a
+ * client has its first authenticated channel, and the entry-point listens
+ * on its routes), RELOADING=1 ... READY=1 around a SIGHUP, STOPPING=1 when
+ * they stop or drain, and STATUS= with a one-line summary.  Failures to
+ * send are ignored (logged with -v): the service manager's business, never
+ * a reason to stop serving.
+ */
+#ifndef NOTIFY_H
+#define NOTIFY_H
+
+/* Send state (lines separated by '\n', no trailing newline needed). */
+void notify_send(const char *state);
+
+/* READY=1 once (later calls do nothing but STATUS= when status is given). */
+void notify_ready(const char *status);
+
+/* STATUS=status, on its own. */
+void notify_status(const char *status);
+
+/* RELOADING=1 (with MONOTONIC_USEC=, which systemd 253's
+ * Type=notify-reload wants and older ones ignore); then, after the
+ * reload, READY=1 again if it was ready before. */
+void notify_reloading(void);
+void notify_reloaded(void);
+
+#endif

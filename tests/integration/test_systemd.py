@@ -1,0 +1,190 @@
+"""What the daemons tell systemd: sd_notify(3) readiness, and the journal's priorities.
+
+1. With $NOTIFY_SOCKET naming a datagram socket the test binds (a path for the relay and the
+   reverse-proxy, an abstract "@name" for the entry-point), each daemon sends READY=1 with a
+   STATUS= line once it serves: the relay when it listens, the reverse-proxy and the
+   entry-point at their first authenticated channel (the entry-point's routes listen before);
+   on SIGHUP, RELOADING=1 with MONOTONIC_USEC=, then READY=1 again; on SIGTERM, STOPPING=1.
+   The relay sends STATUS= again every 10 s.
+2. With $JOURNAL_STREAM naming the daemon's standard error (device:inode, as systemd sets it),
+   every line starts with its syslog priority: <3> an error it stops on, <4> a warning, <6> the
+   start-up lines, <7> the -v lines.  Without it, or when it names another file (a shell that
+   redirected stderr), no line has a prefix.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import SLOW, bin_path, connect, free_port
+
+
+class NotifySocket:
+    """A bound AF_UNIX datagram socket; records every datagram with the daemon's log (the
+    file start_daemon writes it to) at the time it came: what the daemon had done by then."""
+
+    def __init__(self, address, env_value, log_path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.1)
+        self.env = {"NOTIFY_SOCKET": env_value}
+        self.log_path = log_path
+        self.messages = []          # (monotonic time, text, daemon log then)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                log = self.log_path.read_text(errors="replace")
+            except FileNotFoundError:
+                log = ""
+            with self.lock:
+                self.messages.append((time.monotonic(), data.decode(), log))
+
+    def texts(self):
+        with self.lock:
+            return [m[1] for m in self.messages]
+
+    def wait_for(self, pattern, after=0, timeout=10.0):
+        """The index of the first message from index after that matches pattern."""
+        deadline = time.monotonic() + timeout * SLOW
+        while time.monotonic() < deadline:
+            with self.lock:
+                for i, (_, text, _) in enumerate(self.messages[after:], after):
+                    if re.search(pattern, text):
+                        return i
+            time.sleep(0.02)
+        raise AssertionError("no %r in %r" % (pattern, self.texts()[after:]))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path):
+    tag = "trp-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+    relay_n = NotifySocket(str(tmp_path / "relay.notify"), str(tmp_path / "relay.notify"),
+                           tmp_path / "relay-server.log")
+    rp_n = NotifySocket(str(tmp_path / "rp.notify"), str(tmp_path / "rp.notify"),
+                        tmp_path / "reverse-proxy.log")
+    ep_n = NotifySocket("\0" + tag, "@" + tag, tmp_path / "entry-point.log")
+    try:
+        t = tunnel(reverse_proxy=False, entry_point=False, ready=False, env=relay_n.env)
+        echo = echo_server()
+        listen = free_port("127.0.0.1")
+        rp = t.start_reverse_proxy(env=rp_n.env)
+        ep = t.start_entry_point(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo.port)],
+                                 env=ep_n.env)
+        t.wait_ready()
+
+        # READY=1 once it serves, with a status line.
+        for n, what in ((relay_n, "listening on"), (rp_n, "connected (group 0)"),
+                        (ep_n, "connected (group 0)")):
+            i = n.wait_for(r"(^|\n)READY=1(\n|$)")
+            text, log_then = n.messages[i][1], n.messages[i][2]
+            assert re.search(r"(^|\n)STATUS=\S", text), text
+            assert what in log_then, "READY=1 came before %r:\n%s" % (what, log_then)
+        assert "listening on" in ep_n.messages[ep_n.wait_for("READY=1")][2]
+        assert re.search(r"STATUS=\d+ channels open, \d+ connections?",
+                         relay_n.texts()[relay_n.wait_for("READY=1")])
+        for n in (relay_n, rp_n, ep_n):
+            assert sum("READY=1" in x for x in n.texts()) == 1, n.texts()
+
+        # SIGHUP: RELOADING=1 (with the time), then READY=1.
+        for n, d in ((relay_n, t.relay), (rp_n, rp), (ep_n, ep)):
+            mark = len(n.texts())
+            d.proc.send_signal(signal.SIGHUP)
+            i = n.wait_for(r"^RELOADING=1\nMONOTONIC_USEC=\d+$", after=mark)
+            n.wait_for(r"(^|\n)READY=1(\n|$)", after=i + 1)
+
+        # The relay's status again, every 10 s.
+        mark = len(relay_n.texts())
+        relay_n.wait_for(r"^STATUS=\d+ channels open", after=mark, timeout=12)
+
+        # SIGTERM: STOPPING=1.
+        for n, d in ((ep_n, ep), (rp_n, rp), (relay_n, t.relay)):
+            mark = len(n.texts())
+            assert d.stop() == 0
+            n.wait_for(r"(^|\n)STOPPING=1(\n|$)", after=mark, timeout=2)
+    finally:
+        for n in (relay_n, rp_n, ep_n):
+            n.close()
+
+
+def run_relay(args, stderr_path, journal_of=None, seconds=None, during=None):
+    """Run relay-server with stderr to stderr_path (and $JOURNAL_STREAM naming journal_of's
+    device:inode, when given); until it exits, or for seconds (then SIGTERM).  Returns the
+    lines it wrote."""
+    env = dict(os.environ)
+    env.pop("JOURNAL_STREAM", None)
+    with open(stderr_path, "wb") as err:
+        if journal_of is not None:
+            st = os.stat(journal_of)
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        p = subprocess.Popen([bin_path("relay-server")] + [str(a) for a in args],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             env=env)
+        try:
+            if seconds is None:
+                p.wait(10 * SLOW)
+            else:
+                deadline = time.monotonic() + seconds * SLOW
+                while time.monotonic() < deadline and p.poll() is None:
+                    if "listening on" in open(stderr_path).read():
+                        break
+                    time.sleep(0.02)
+                if during is not None:
+                    during()
+                time.sleep(0.3)
+                p.send_signal(signal.SIGTERM)
+                p.wait(10 * SLOW)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    return open(stderr_path).read().splitlines()
+
+
+def test_journal_priorities(keys, tmp_path):
+    port = free_port("127.0.0.1")
+    args = ["-v", "-p", port, "--host", "127.0.0.1", "-c", keys.cert, "-k", keys.key,
+            "-a", keys.pub, "--max-channels", "1000000"]   # more than the limit: a warning
+
+    def a_stranger():
+        with connect("127.0.0.1", port) as s:
+            s.sendall(b"not TLS\r\n\r\n")
+            time.sleep(0.3)
+
+    log = tmp_path / "relay.err"
+    lines = run_relay(args, log, journal_of=log, seconds=10, during=a_stranger)
+    assert lines and all(re.match(r"<[3-7]>relay-server: ", line) for line in lines), lines
+    by = {p: [line for line in lines if line.startswith("<%d>" % p)] for p in (4, 6, 7)}
+    assert any("listening on" in line for line in by[6]), lines
+    assert any("--max-channels" in line for line in by[4]), lines
+    assert by[7], lines                                 # -v: the stranger's connection
+    assert not any(line.startswith("<3>") for line in lines), lines
+
+    bad = run_relay(["--port", "abc"], tmp_path / "bad.err", journal_of=tmp_path / "bad.err")
+    assert bad == ["<3>relay-server: --port: 'abc' is not a port number (1-65535)"], bad
+
+    # Not the journal: no prefix (unset, or naming another file).
+    plain = run_relay(["--port", "abc"], tmp_path / "plain.err")
+    other = tmp_path / "other"
+    other.write_text("")
+    redirected = run_relay(["--port", "abc"], tmp_path / "redirected.err", journal_of=other)
+    for got in (plain, redirected):
+        assert got == ["relay-server: --port: 'abc' is not a port number (1-65535)"], got
