@@ -70,7 +70,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 PYTEST_ARGS ?=
 
 DEB_PKGS := gcc make pkg-config libssl-dev libevent-dev libsodium-dev \
-	libcmocka-dev python3 python3-pytest curl openssl
+	libcmocka-dev python3 python3-pytest curl openssl groff-base man-db
 
 .PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean \
 	fuzz fuzz-build
