@@ -53,12 +53,24 @@ static struct {
 	struct event *timer;
 } status;
 
-/* The daemon's status line, or NULL without daemon_on_status. */
+static unsigned drain_left_now(void);
+static int drain_under_way(void);
+
+/* The daemon's status line, or NULL without daemon_on_status.  During a
+ * drain it says so, and how many connections are left. */
 static const char *
 status_text(char *buf, size_t len)
 {
+	unsigned left;
+
 	if (status.fn == NULL)
 		return NULL;
+	if (drain_under_way()) {
+		left = drain_left_now();
+		snprintf(buf, len, "draining: %u connection%s left", left,
+		    left == 1 ? "" : "s");
+		return buf;
+	}
 	buf[0] = '\0';
 	status.fn(buf, len, status.arg);
 	return buf;
@@ -107,6 +119,18 @@ static struct {
 	unsigned waited;		/* in flight when the drain started */
 	struct event *poll, *timer;
 } drain;
+
+static int
+drain_under_way(void)
+{
+	return drain.draining;
+}
+
+static unsigned
+drain_left_now(void)
+{
+	return drain.set ? drain.d.left(drain.d.arg) : 0;
+}
 
 void
 daemon_stop(struct event_base *base)

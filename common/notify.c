@@ -24,17 +24,21 @@ static int
 notify_socket(void)
 {
 	const char *path;
-	size_t len;
+	size_t len = 0;
 
 	if (fd != -1 || unusable)
 		return fd;
 	path = getenv("NOTIFY_SOCKET");
-	if (path == NULL || path[0] == '\0' ||
-	    (path[0] != '/' && path[0] != '@') ||
-	    (len = strlen(path)) >= sizeof(addr.sun_path)) {
+	if (path == NULL || path[0] == '\0')
 		unusable = 1;
-		return -1;
+	else if ((path[0] != '/' && path[0] != '@') || (len = strlen(path)) <
+	    2 || len >= sizeof(addr.sun_path)) {
+		log_debug("notify: NOTIFY_SOCKET %s: not a path or an @name "
+		    "of AF_UNIX (ignored)", path);
+		unusable = 1;
 	}
+	if (unusable)
+		return -1;
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
 	memcpy(addr.sun_path, path, len);
@@ -56,7 +60,8 @@ notify_send(const char *state)
 
 	if (s == -1)
 		return;
-	if (sendto(s, state, strlen(state), MSG_NOSIGNAL,
+	/* Never wait for the service manager: a full queue drops it. */
+	if (sendto(s, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT,
 	    (struct sockaddr *)&addr, addrlen) == -1)
 		log_debug("notify: %s: %s", getenv("NOTIFY_SOCKET"),
 		    strerror(errno));
@@ -95,6 +100,8 @@ notify_reloading(void)
 	struct timespec ts;
 	char msg[96];
 
+	if (!ready)		/* nothing to reload from, for the manager */
+		return;
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
 		ts.tv_sec = ts.tv_nsec = 0;
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",

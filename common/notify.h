@@ -8,7 +8,8 @@
  * on its routes), RELOADING=1 ... READY=1 around a SIGHUP, STOPPING=1 when
  * they stop or drain, and STATUS= with a one-line summary.  Failures to
  * send are ignored (logged with -v): the service manager's business, never
- * a reason to stop serving.
+ * a reason to stop serving.  One thread only (the daemon's main loop): the
+ * module keeps its socket and state in statics.
  */
 #ifndef NOTIFY_H
 #define NOTIFY_H

@@ -265,11 +265,19 @@ drain_busy(void *arg)
 static void
 relay_status(char *buf, size_t len, void *arg)
 {
-	unsigned pairs = relay_pairs();
+	unsigned pairs = relay_pairs(), open = relay_slots_used();
 
 	(void)arg;
-	snprintf(buf, len, "%u channels open, %u connection%s", relay_slots_used(),
-	    pairs, pairs == 1 ? "" : "s");
+	snprintf(buf, len, "%u channel%s open, %u connection%s", open,
+	    open == 1 ? "" : "s", pairs, pairs == 1 ? "" : "s");
+}
+
+/* The main loop, once every worker runs: the relay listens and serves. */
+static int
+run_ready(struct event_base *base)
+{
+	daemon_ready();
+	return daemon_run(base);
 }
 
 int
@@ -306,8 +314,7 @@ main(int argc, char **argv)
 	    "%lu s; %lu worker%s", nkeys, ro.handshake_timeout,
 	    ro.open_timeout, ro.workers, ro.workers == 1 ? "" : "s");
 
-	daemon_ready();			/* it listens */
-	rc = relay_run(daemon_run);
+	rc = relay_run(run_ready);
 
 	for (i = 0; i < nlisteners; i++)
 		listener_free(listeners[i].l);

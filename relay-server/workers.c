@@ -527,13 +527,13 @@ relay_run(int (*run)(struct event_base *))
 	/* Signals are for the main thread's loop (worker 0). */
 	(void)sigfillset(&all);
 	if ((e = pthread_sigmask(SIG_BLOCK, &all, &old)) != 0) {
-		log_warnx("pthread_sigmask: %s", strerror(e));
+		log_errx("pthread_sigmask: %s", strerror(e));
 		return -1;
 	}
 	for (i = 1; i < nworkers; i++) {
 		if ((e = pthread_create(&workers[i].thread, NULL, worker_main,
 		    &workers[i])) != 0) {
-			log_warnx("cannot start worker %u: %s", i,
+			log_errx("cannot start worker %u: %s", i,
 			    strerror(e));
 			rc = -1;
 			break;

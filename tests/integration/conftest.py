@@ -279,6 +279,10 @@ class Daemon:
 
     def start(self):
         env = dict(os.environ)
+        # The runner's own service manager and journal are not the daemons' (a test that
+        # wants them gives its own, in env).
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("JOURNAL_STREAM", None)
         if SANITIZE:
             env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from conftest import SLOW, bin_path, connect, free_port
 
@@ -77,12 +78,16 @@ class NotifySocket:
 
 def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path):
     tag = "trp-test-%d-%d" % (os.getpid(), time.monotonic_ns())
-    relay_n = NotifySocket(str(tmp_path / "relay.notify"), str(tmp_path / "relay.notify"),
-                           tmp_path / "relay-server.log")
-    rp_n = NotifySocket(str(tmp_path / "rp.notify"), str(tmp_path / "rp.notify"),
-                        tmp_path / "reverse-proxy.log")
-    ep_n = NotifySocket("\0" + tag, "@" + tag, tmp_path / "entry-point.log")
+    sockets = []
     try:
+        relay_n = NotifySocket(str(tmp_path / "relay.notify"), str(tmp_path / "relay.notify"),
+                               tmp_path / "relay-server.log")
+        sockets.append(relay_n)
+        rp_n = NotifySocket(str(tmp_path / "rp.notify"), str(tmp_path / "rp.notify"),
+                            tmp_path / "reverse-proxy.log")
+        sockets.append(rp_n)
+        ep_n = NotifySocket("\0" + tag, "@" + tag, tmp_path / "entry-point.log")
+        sockets.append(ep_n)
         t = tunnel(reverse_proxy=False, entry_point=False, ready=False, env=relay_n.env)
         echo = echo_server()
         listen = free_port("127.0.0.1")
@@ -99,7 +104,7 @@ def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path
             assert re.search(r"(^|\n)STATUS=\S", text), text
             assert what in log_then, "READY=1 came before %r:\n%s" % (what, log_then)
         assert "listening on" in ep_n.messages[ep_n.wait_for("READY=1")][2]
-        assert re.search(r"STATUS=\d+ channels open, \d+ connections?",
+        assert re.search(r"STATUS=\d+ channels? open, \d+ connections?",
                          relay_n.texts()[relay_n.wait_for("READY=1")])
         for n in (relay_n, rp_n, ep_n):
             assert sum("READY=1" in x for x in n.texts()) == 1, n.texts()
@@ -109,11 +114,16 @@ def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path
             mark = len(n.texts())
             d.proc.send_signal(signal.SIGHUP)
             i = n.wait_for(r"^RELOADING=1\nMONOTONIC_USEC=\d+$", after=mark)
+            usec = int(n.messages[i][1].split("MONOTONIC_USEC=")[1])
+            assert abs(usec / 1e6 - n.messages[i][0]) < 5, "MONOTONIC_USEC is not CLOCK_MONOTONIC"
             n.wait_for(r"(^|\n)READY=1(\n|$)", after=i + 1)
 
-        # The relay's status again, every 10 s.
+        # The relay's status again, every 10 s: two lines of the timer, 10 s apart.
         mark = len(relay_n.texts())
-        relay_n.wait_for(r"^STATUS=\d+ channels open", after=mark, timeout=12)
+        i = relay_n.wait_for(r"^STATUS=\d+ channels? open", after=mark, timeout=12)
+        j = relay_n.wait_for(r"^STATUS=\d+ channels? open", after=i + 1, timeout=12)
+        gap = relay_n.messages[j][0] - relay_n.messages[i][0]
+        assert 9.0 < gap < 11.0 + SLOW, "status lines %.1f s apart" % gap
 
         # SIGTERM: STOPPING=1.
         for n, d in ((ep_n, ep), (rp_n, rp), (relay_n, t.relay)):
@@ -121,7 +131,7 @@ def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path
             assert d.stop() == 0
             n.wait_for(r"(^|\n)STOPPING=1(\n|$)", after=mark, timeout=2)
     finally:
-        for n in (relay_n, rp_n, ep_n):
+        for n in sockets:
             n.close()
 
 
@@ -144,7 +154,7 @@ def run_relay(args, stderr_path, journal_of=None, seconds=None, during=None):
             else:
                 deadline = time.monotonic() + seconds * SLOW
                 while time.monotonic() < deadline and p.poll() is None:
-                    if "listening on" in open(stderr_path).read():
+                    if "listening on" in Path(stderr_path).read_text():
                         break
                     time.sleep(0.02)
                 if during is not None:
@@ -156,7 +166,7 @@ def run_relay(args, stderr_path, journal_of=None, seconds=None, during=None):
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-    return open(stderr_path).read().splitlines()
+    return Path(stderr_path).read_text().splitlines()
 
 
 def test_journal_priorities(keys, tmp_path):
@@ -164,18 +174,24 @@ def test_journal_priorities(keys, tmp_path):
     args = ["-v", "-p", port, "--host", "127.0.0.1", "-c", keys.cert, "-k", keys.key,
             "-a", keys.pub, "--max-channels", "1000000"]   # more than the limit: a warning
 
+    log = tmp_path / "relay.err"
+    stranger_line = re.compile(r"^<7>relay-server: 127\.0\.0\.1:\d+: ", re.M)
+
     def a_stranger():
+        """A connection that is not TLS: -v logs it (<7>) before the test stops the relay."""
         with connect("127.0.0.1", port) as s:
             s.sendall(b"not TLS\r\n\r\n")
-            time.sleep(0.3)
+            deadline = time.monotonic() + 5 * SLOW
+            while not stranger_line.search(log.read_text()):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.02)
 
-    log = tmp_path / "relay.err"
     lines = run_relay(args, log, journal_of=log, seconds=10, during=a_stranger)
     assert lines and all(re.match(r"<[3-7]>relay-server: ", line) for line in lines), lines
     by = {p: [line for line in lines if line.startswith("<%d>" % p)] for p in (4, 6, 7)}
     assert any("listening on" in line for line in by[6]), lines
     assert any("--max-channels" in line for line in by[4]), lines
-    assert by[7], lines                                 # -v: the stranger's connection
+    assert any(stranger_line.match(line) for line in by[7]), lines   # -v: the stranger
     assert not any(line.startswith("<3>") for line in lines), lines
 
     bad = run_relay(["--port", "abc"], tmp_path / "bad.err", journal_of=tmp_path / "bad.err")
