@@ -151,7 +151,7 @@ test-integration: $(BINS) $(TOOLS)
 	@set -e; for w in $(RELAY_WORKERS); do \
 	    echo "== integration tests, relay-server --workers $$w"; \
 	    TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE) \
-	    TRP_RELAY_WORKERS=$$w $(PYTHON) -m pytest -q tests/integration \
+	    TRP_RELAY_WORKERS=$$w $(PYTHON) -m pytest -q --durations=10 tests/integration \
 	    $(PYTEST_ARGS); done
 
 demo: deps

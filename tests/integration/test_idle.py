@@ -11,7 +11,7 @@ import os
 import signal
 import time
 
-from conftest import connect, free_port, pseudo_random, recv_exactly, SLOW
+from conftest import connect, free_port, pseudo_random, recv_exactly, run_once, SLOW
 from test_reuse import echo_once
 
 IDLE_TIMEOUT = 10  # seconds, the smallest the relay takes
@@ -19,6 +19,7 @@ CLIENT_DEAD_AFTER = 15  # seconds: an idle channel the clients hear nothing on i
 QUIET = max(IDLE_TIMEOUT, CLIENT_DEAD_AFTER) + 3  # longer than either
 
 
+@run_once
 def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
     echo = echo_server()
     port = free_port("127.0.0.1")
@@ -45,6 +46,7 @@ def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
     assert "channel ended" not in t.relay.log(), t.relay.log_tail()
 
 
+@run_once
 def test_silent_idle_channel_is_dropped(tunnel):
     t = tunnel(entry_point=False, relay_args=["-v", "--idle-timeout", str(IDLE_TIMEOUT)])
     rp = t.start_reverse_proxy(wait_connected=True)
