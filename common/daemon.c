@@ -341,10 +341,34 @@ daemon_nofile(void)
 	return (unsigned long)rl.rlim_cur;
 }
 
+/* libevent's own messages, in our format and at their priority (on the
+ * journal's stream: <4> and <3>, not untagged lines).  It may call this
+ * from any thread; nothing here calls back into libevent. */
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		log_debug("libevent: %s", msg);
+		break;
+	case EVENT_LOG_MSG:
+		log_info("libevent: %s", msg);
+		break;
+	case EVENT_LOG_WARN:
+		log_warnx("libevent: %s", msg);
+		break;
+	default:
+		log_errx("libevent: %s", msg);
+		break;
+	}
+}
+
 struct event_base *
 daemon_base_new(void)
 {
 	struct event_base *base;
+
+	event_set_log_callback(libevent_log_cb);
 
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");

@@ -397,6 +397,7 @@ main(int argc, char **argv)
 
 	saved_argc = argc;
 	saved_argv = argv;
+	log_init(PROGNAME, LOG_LEVEL_INFO);	/* the options set the level */
 	if ((running = calloc(1, sizeof(*running))) == NULL) {
 		log_errx("out of memory");
 		return EXIT_RUNTIME;
