@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -248,6 +249,30 @@ pool_target(const struct pool *p)
 	    p->waiting);
 }
 
+/*
+ * Demand asks for more idle channels than --pool-max allows: say so, at
+ * most once every POOL_CEILING_LOG_SECONDS (the limit is reached while
+ * connections go on being served, by the channels there are).
+ */
+static void
+pool_note_ceiling(struct pool *p)
+{
+	unsigned long long want = (unsigned long long)p->cfg.min +
+	    p->in_use / 2 + p->waiting;
+	struct timespec now;
+
+	if (want <= p->cfg.max || clock_gettime(CLOCK_MONOTONIC, &now) == -1)
+		return;
+	if (p->ceiling_said && now.tv_sec - p->ceiling_said_at <
+	    POOL_CEILING_LOG_SECONDS)
+		return;
+	p->ceiling_said = 1;
+	p->ceiling_said_at = now.tv_sec;
+	log_info("relay %s: at --pool-max (%u idle channels at most; %u in "
+	    "use, %u connection%s waiting for one)", p->relay_name,
+	    p->cfg.max, p->in_use, p->waiting, p->waiting == 1 ? "" : "s");
+}
+
 void
 pool_refill(struct pool *p)
 {
@@ -255,6 +280,7 @@ pool_refill(struct pool *p)
 
 	if (p->retry_pending || p->draining)
 		return;
+	pool_note_ceiling(p);
 	target = pool_target(p);
 	/* After a failure, probe with one dial at a time. */
 	inflight_max = p->failures > 0 ? 1 : POOL_DIALS_MAX;

@@ -37,6 +37,7 @@ struct pool;
 #define POOL_DIALS_MAX 32		/* handshakes in flight at once */
 #define POOL_PING_INTERVAL 5		/* seconds between PINGs when idle */
 #define POOL_DEAD_AFTER 15		/* seconds of silence: channel dead */
+#define POOL_CEILING_LOG_SECONDS 60	/* "at --pool-max", at most this often */
 #define POOL_DIAL_TIMEOUT 10		/* seconds for TCP + TLS + AUTH */
 
 struct pool_config {

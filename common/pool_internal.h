@@ -12,6 +12,7 @@
 #define POOL_INTERNAL_H
 
 #include <sys/queue.h>
+#include <time.h>
 
 #include "netaddr.h"
 #include "pool.h"
@@ -60,6 +61,8 @@ struct pool {
 	int connected_once;
 	int draining;			/* pool_drain: no more dials */
 	char last_error[256];		/* to log a repeated failure once */
+	int ceiling_said;		/* "at --pool-max" logged once, */
+	time_t ceiling_said_at;		/* at this CLOCK_MONOTONIC second */
 };
 
 /* pool.c */

@@ -12,6 +12,8 @@
 4. Its --max-waiting and --wait-timeout, with the relay out of reach: past the first a new
    connection is reset at once; the waiting ones are closed at the second, in one line a
    second; the route works again once the relay is back.
+5. A pool at --pool-max while connections wait: one line says so, and every connection is
+   served by the channels there are.
 """
 
 import re
@@ -143,3 +145,34 @@ def test_entry_point_max_waiting_and_wait_timeout(tunnel, echo_server):
     t.start_reverse_proxy(wait_connected=True)
     t.wait_ready(timeout=20)
     assert round_trip("127.0.0.1", listen, b"back", timeout=5 * SLOW) == b"back"
+
+
+def test_pool_max_reached_logs_and_every_connection_is_served(tunnel, echo_server):
+    """The entry-point's pool at --pool-max 2 with 12 connections at once: it says it is at
+    its ceiling (once), and every connection is served by the channels there are."""
+    echo = echo_server()
+    listen = free_port("127.0.0.1")
+    t = tunnel(routes=["127.0.0.1:%d:127.0.0.1:%d" % (listen, echo.port)],
+               ep_args=["--pool-min", "1", "--pool-max", "2"])
+    t.entry_point.wait_log("--pool-max 2 (given)")
+    socks = []
+    try:
+        for i in range(12):
+            s = connect("127.0.0.1", listen, timeout=10 * SLOW)
+            s.sendall(b"hello %02d" % i)
+            socks.append(s)
+        for i, s in enumerate(socks):
+            s.settimeout(10 * SLOW)
+            got = b""
+            while len(got) < 8:
+                chunk = s.recv(8 - len(got))
+                assert chunk, "connection %d closed after %r" % (i, got)
+                got += chunk
+            assert got == b"hello %02d" % i
+    finally:
+        for s in socks:
+            s.close()
+    line = t.entry_point.wait_log(re.compile(r"relay \S+: at --pool-max \(2 idle channels at "
+                                             r"most; \d+ in use, \d+ connections? waiting"))
+    assert len(re.findall(r"at --pool-max", t.entry_point.log())) == 1, line.group(0)
+    assert t.probe()
