@@ -12,6 +12,10 @@
  */
 #include "relay.h"
 
+#include <sys/ioctl.h>
+
+#include <linux/sockios.h>
+
 #include <assert.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -175,6 +179,20 @@ rchan_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* PONGs left unread: more than RELAY_PONG_BACKLOG in c's output, or more
+ * than RELAY_PONG_KERNEL_MAX in the kernel's queue to its client. */
+static int
+pongs_piled_up(const struct rchan *c)
+{
+	int queued;
+
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+	    RELAY_PONG_BACKLOG)
+		return 1;
+	return ioctl(bufferevent_getfd(c->bev), SIOCOUTQ, &queued) == 0 &&
+	    queued > RELAY_PONG_KERNEL_MAX;
+}
+
 void
 rchan_idle_read(struct rchan *c)
 {
@@ -189,9 +207,8 @@ rchan_idle_read(struct rchan *c)
 		case FRAME_PING:
 			(void)evbuffer_drain(in, FRAME_HEADER_LEN + h.length);
 			/* A client that pings but never reads must not make
-			 * the relay buffer PONGs without bound. */
-			if (evbuffer_get_length(bufferevent_get_output(c->bev))
-			    > RELAY_PONG_BACKLOG) {
+			 * the relay (or its kernel) buffer PONGs. */
+			if (pongs_piled_up(c)) {
 				rchan_close(c, LOG_LEVEL_INFO, "%s: PINGs "
 				    "without reading the PONGs, closing",
 				    c->peer);

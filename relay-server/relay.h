@@ -84,6 +84,13 @@ struct relay_config {
 
 #define RELAY_WAIT_MAX 1024		/* OPENs waiting, per group and worker */
 #define RELAY_PONG_BACKLOG 4096		/* bytes of unread PONGs tolerated */
+/* ... and in the kernel's queue to the client (SIOCOUTQ: not yet
+ * acknowledged).  An idle channel has nothing else queued when a PING
+ * comes (the client read the end of its last connection before it went
+ * back to its pool), so more means a client that pings and never reads:
+ * without it, such a client made the kernel hold megabytes of PONGs
+ * (its autotuned send buffer) before the relay's own output grew. */
+#define RELAY_PONG_KERNEL_MAX (64 * 1024)
 #define RELAY_REUSE_MAX_AGE 3600	/* seconds: older channels are not reused */
 #define RELAY_WORKERS_MAX 256
 #define RELAY_WORKERS_DEFAULT_MAX 64	/* --workers default: cores, up to this */
