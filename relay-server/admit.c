@@ -13,6 +13,8 @@
  */
 #include "relay.h"
 
+#include <sys/ioctl.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -120,13 +122,31 @@ slot_take(struct rchan *c, struct keyset *ks, const struct authkey *k,
 }
 
 /*
+ * Has v's client sent what the relay has not read yet: an OPEN on its way
+ * (the entry-point took v while the relay chose it, often: both take the
+ * oldest)?  Closing it would cost that user connection ("relay busy").
+ */
+static int
+about_to_be_used(const struct rchan *v)
+{
+	int unread = 0;
+
+	if (evbuffer_get_length(bufferevent_get_input(v->bev)) > 0 ||
+	    (v->ssl != NULL && SSL_has_pending(v->ssl)))
+		return 1;
+	return ioctl(bufferevent_getfd(v->bev), FIONREAD, &unread) == 0 &&
+	    unread > 0;
+}
+
+/*
  * At --max-channels: the idle channel to close so that a channel of role
  * in group gid gets its slot, or NULL.  The budget is shared fairly, so
  * that idle pool channels never starve the other role or another group:
  * a role that holds less than half of it takes the oldest idle channel of
  * the other role; within a role, a group takes the oldest idle channel of
- * a group that has at least two idle channels more than it.  Only this
- * worker's channels are looked at (SO_REUSEPORT spreads clients evenly).
+ * a group that has at least two idle channels more than it; never one
+ * its client is using already (about_to_be_used).  Only this worker's
+ * channels are looked at (SO_REUSEPORT spreads clients evenly).
  */
 static struct rchan *
 fair_victim(struct worker *w, uint8_t role, uint32_t gid)
@@ -136,11 +156,13 @@ fair_victim(struct worker *w, uint8_t role, uint32_t gid)
 	unsigned have = mine != NULL ? mine->nidle_role[role] : 0;
 	struct rchan *v;
 
-	if (relay_slots_of(role) < relay_cfg.max_channels / 2 &&
-	    (v = TAILQ_FIRST(&w->idle[other])) != NULL)
-		return v;
+	if (relay_slots_of(role) < relay_cfg.max_channels / 2)
+		TAILQ_FOREACH(v, &w->idle[other], ilink)
+			if (!about_to_be_used(v))
+				return v;
 	TAILQ_FOREACH(v, &w->idle[role], ilink)
-		if (v->group != mine && v->group->nidle_role[role] >= have + 2)
+		if (v->group != mine && v->group->nidle_role[role] >= have + 2 &&
+		    !about_to_be_used(v))
 			return v;
 	return NULL;
 }
