@@ -11,6 +11,9 @@
 #   make bench                the tunnel against a direct connection, OpenSSH, stunnel and HAProxy
 #   make fuzz                 each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS (60)
 #   make deps                 install the Debian packages the build and tests need
+#   make install              programs, units, man pages, example configs (PREFIX, DESTDIR)
+#   make uninstall            remove them again (configuration in /etc is kept)
+#   make deb                  a Debian package, in build/deb/
 #   make clean
 
 HOST_OS := $(shell uname -s | tr A-Z a-z)
@@ -73,7 +76,7 @@ DEB_PKGS := gcc make pkg-config libssl-dev libevent-dev libsodium-dev \
 	libcmocka-dev python3 python3-pytest curl openssl groff-base man-db
 
 .PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean \
-	fuzz fuzz-build
+	fuzz fuzz-build install uninstall deb
 
 all: $(BINS)
 
@@ -89,11 +92,14 @@ build:
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 # --version names the commit (common/version.c).  The stamp is rewritten
 # only when the commit changes, so that only version.o is rebuilt then.
+# (make deb passes it in: the package is built from a copy without .git.)
+ifndef TRP_COMMIT
 TRP_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+endif
 $(BUILD)/commit: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(TRP_COMMIT)' | cmp -s - $@ || echo '$(TRP_COMMIT)' > $@
@@ -208,6 +214,70 @@ fuzz:
 	@$(MAKE) --no-print-directory fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TIMEOUT) \
 	    $(FUZZ_TARGETS)
+
+# Installation (the units name /etc/tcp-reverse-proxy/ whatever PREFIX is,
+# as sshd's and stunnel's do; SYSCONFDIR moves it, and the units and example
+# configs say so).  Units and configs are written with the installed paths.
+# A configuration file that exists already is never overwritten; uninstall
+# leaves the configuration directory (and the keys in it) alone.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/tcp-reverse-proxy
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+CONFDIR := $(SYSCONFDIR)/tcp-reverse-proxy
+UNITS := relay-server/relay-server.service reverse-proxy/reverse-proxy.service \
+	entry-point/entry-point@.service
+CONFIGS := relay-server/relay-server.conf reverse-proxy/reverse-proxy.conf \
+	entry-point/entry-point-main.conf
+MANPAGES := relay-server/relay-server.8 reverse-proxy/reverse-proxy.8 \
+	entry-point/entry-point.8 gen-cert/gen-cert.1
+INSTALL_PATHS = sed -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/tcp-reverse-proxy|$(CONFDIR)|g'
+
+install: $(BINS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 gen-cert/gen-cert.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(filter %.8,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man8/
+	@set -e; for u in $(UNITS); do \
+	    echo "install $$u -> $(DESTDIR)$(UNITDIR)/$${u##*/}"; \
+	    $(INSTALL_PATHS) $$u > $(DESTDIR)$(UNITDIR)/$${u##*/}; \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	@set -e; for c in $(CONFIGS); do \
+	    f=$${c##*/}; $(INSTALL_PATHS) $$c > $(DESTDIR)$(DOCDIR)/examples/$$f; \
+	    chmod 0644 $(DESTDIR)$(DOCDIR)/examples/$$f; \
+	    if [ -e $(DESTDIR)$(CONFDIR)/$$f ]; then \
+	        echo "kept $(DESTDIR)$(CONFDIR)/$$f (exists; the new example is in $(DESTDIR)$(DOCDIR)/examples/$$f)"; \
+	    else echo "install $$c -> $(DESTDIR)$(CONFDIR)/$$f"; \
+	        install -m 0644 $(DESTDIR)$(DOCDIR)/examples/$$f $(DESTDIR)$(CONFDIR)/$$f; fi; done
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+
+uninstall:
+	rm -f $(PROGRAMS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(MANDIR)/man1/gen-cert.1 \
+	    $(patsubst %,$(DESTDIR)$(MANDIR)/man8/%,$(notdir $(filter %.8,$(MANPAGES)))) \
+	    $(patsubst %,$(DESTDIR)$(UNITDIR)/%,$(notdir $(UNITS))) \
+	    $(patsubst %,$(DESTDIR)$(DOCDIR)/examples/%,$(notdir $(CONFIGS))) \
+	    $(DESTDIR)$(DOCDIR)/README.md
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+	@echo "kept $(DESTDIR)$(CONFDIR) (configuration and keys): remove it by hand if you want it gone"
+
+# The Debian package (debian/), built by dpkg-buildpackage from a copy of the
+# tree (the files git knows, or all but build/ outside a git checkout) in
+# build/deb/src; the .deb and its .buildinfo/.changes land in build/deb/.
+DEB_BUILD_PKGS := debhelper dpkg-dev
+deb:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(DEB_BUILD_PKGS)"
+	rm -rf build/deb
+	mkdir -p build/deb/src
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    git ls-files -z --cached --others --exclude-standard | \
+	        xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	        tar --null -T - -cf - | tar -C build/deb/src -xf -; \
+	else tar --exclude=./build -cf - . | tar -C build/deb/src -xf -; fi
+	cd build/deb/src && TRP_COMMIT='$(TRP_COMMIT)' dpkg-buildpackage -us -uc -b
+	@ls build/deb/*.deb
 
 clean:
 	rm -rf build

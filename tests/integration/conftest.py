@@ -253,10 +253,13 @@ def sha256(data):
 class Daemon:
     """One program under test, started with subprocess.Popen, its output in a log file."""
 
-    def __init__(self, program, args, log_path, name=None, env=None):
+    def __init__(self, program, args, log_path, name=None, env=None, argv=None):
         self.program = program
         self.extra_env = dict(env or {})
         self.args = [str(a) for a in args]
+        # argv: the whole command line, in place of the built program and args (an
+        # installed copy, or one run under a wrapper); it must exec the daemon in place.
+        self.argv = [str(a) for a in argv] if argv else None
         self.log_path = Path(log_path)
         self.name = name or program
         self.proc = None
@@ -273,9 +276,12 @@ class Daemon:
     def pid(self):
         return self.proc.pid if self.proc else None
 
+    def _argv(self):
+        return self.argv or [bin_path(self.program)] + self.args
+
     @property
     def command(self):
-        return " ".join([bin_path(self.program)] + self.args)
+        return " ".join(self._argv())
 
     def start(self):
         env = dict(os.environ)
@@ -289,7 +295,7 @@ class Daemon:
         env.update(self.extra_env)
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [bin_path(self.program)] + self.args,
+            self._argv(),
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
             env=env, start_new_session=True)
         return self
@@ -401,9 +407,11 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def start_daemon(request, tmp_path):
-    """start_daemon(program, args, name=None, env=None) -> started Daemon, stopped at teardown.
+    """start_daemon(program, args, name=None, env=None, argv=None) -> started Daemon, stopped
+    at teardown.
 
-    env: extra environment variables for this program.
+    env: extra environment variables for this program; argv: its whole command line, in
+    place of the built program and args (see Daemon).
 
     At teardown every daemon is stopped (SIGTERM, wait, SIGKILL) in reverse order; a daemon
     that did not exit 0 on SIGTERM, died before the end, or left a sanitizer report fails the
@@ -413,11 +421,12 @@ def start_daemon(request, tmp_path):
     request.node.trp_daemons = daemons
     counter = {}
 
-    def start(program, args, name=None, env=None):
+    def start(program, args, name=None, env=None, argv=None):
         name = name or program
         counter[name] = counter.get(name, 0) + 1
         label = name if counter[name] == 1 else "%s-%d" % (name, counter[name])
-        d = Daemon(program, args, tmp_path / ("%s.log" % label), name=label, env=env)
+        d = Daemon(program, args, tmp_path / ("%s.log" % label), name=label, env=env,
+                   argv=argv)
         daemons.append(d)
         return d.start()
 
