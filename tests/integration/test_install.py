@@ -135,6 +135,11 @@ def test_make_deb_builds_a_lintian_clean_package(deb, capsys):
                              text=True, check=True, timeout=60).stdout
     for lib in ("libssl3", "libevent", "libsodium"):
         assert lib in depends, depends
+    # The package's version is the programs' (debian/changelog and common/version.h).
+    version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
+                             text=True, check=True, timeout=60).stdout.strip()
+    m = re.search(r'#define TRP_VERSION "([^"]+)"', (REPO / "common/version.h").read_text())
+    assert version == m.group(1), (version, m.group(1))
 
 
 # ---------------------------------------------------------------------------------------------
