@@ -6,14 +6,31 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Whether st is a file of the service manager's credentials directory
+ * ($CREDENTIALS_DIRECTORY: a file system of its own, mounted for the
+ * unit): on the same device. */
+static int
+is_credential(const struct stat *st)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	struct stat dst;
+
+	if (dir == NULL || dir[0] != '/' || stat(dir, &dst) == -1 ||
+	    !S_ISDIR(dst.st_mode))
+		return 0;
+	return dst.st_dev == st->st_dev;
+}
 
 int
 keyfile_check(int fd, const char *path, char *err, size_t errlen)
 {
 	struct stat st;
+	mode_t refused = S_IRWXG | S_IRWXO;
 	uid_t euid;
 
 	if (fstat(fd, &st) == -1) {
@@ -24,7 +41,14 @@ keyfile_check(int fd, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a regular file", path);
 		return -1;
 	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+	/* systemd's LoadCredential= writes a credential 0400 and lets the
+	 * service's user read it with an ACL entry where the file system has
+	 * ACLs (tmpfs; on ramfs it chowns instead): the ACL's mask then shows
+	 * as the group's read bit, with no group able to read it.  There the
+	 * group may have "r"; never "w", and others nothing. */
+	if (is_credential(&st))
+		refused = S_IWGRP | S_IXGRP | S_IRWXO;
+	if (st.st_mode & refused) {
 		snprintf(err, errlen, "%s: permissions %04o are too open for "
 		    "a private key (chmod 600 %s)", path,
 		    (unsigned)(st.st_mode & 07777), path);

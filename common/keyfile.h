@@ -8,6 +8,11 @@
  * or replace it with one of their own between two starts.  Refusing it at
  * start says so while someone is watching, instead of running with it.
  *
+ * One exception: a file of systemd's credentials directory (on the device
+ * of $CREDENTIALS_DIRECTORY, see systemd.exec(5), LoadCredential=) may
+ * show the group's read bit, which there is the mask of the ACL entry that
+ * lets the service's user read it (no group can).
+ *
  * The check is on an open descriptor, the one the key is then read from:
  * checking the path and opening it afterwards would leave a moment in
  * which the file could be swapped.

@@ -190,7 +190,8 @@ def test_installed_units_carry_a_request(how, start_daemon, echo_server, tmp_pat
                                   str(tmp_path / (name + ".notify")),
                                   tmp_path / (name + ".log"))
             argv = in_root(root, dirs, exec_start(unit, creds, "main"))
-            d = start_daemon(name, [], argv=argv, env=notify.env)
+            env = dict(notify.env, CREDENTIALS_DIRECTORY=str(creds))
+            d = start_daemon(name, [], argv=argv, env=env)
             started.append((unit, d, notify))
             notify.wait_for(r"(^|\n)READY=1(\n|$)", timeout=30)
 

@@ -5,7 +5,9 @@
 - exec_start(unit, creds, instance): ExecStart='s command line with the specifiers that our
   units use (%d the credentials directory, %i the instance) replaced as systemd would.
 - load_credentials(unit, root, creds): what LoadCredential= does before the start: a copy of
-  each named file, readable by its owner only, in the credentials directory.
+  each named file in the credentials directory, mode 0440 as stat shows a file that systemd
+  made 0400 and then let the service's user read by an ACL entry (its mask is the group's
+  bits); the daemon gets the directory as $CREDENTIALS_DIRECTORY.
 - in_root(root, dirs, argv): argv run in a private mount namespace where each of dirs (say
   /usr/local and /etc) shows the files of root (a DESTDIR, an unpacked .deb) above the
   machine's own; nothing of the machine is changed.  The command execs in place, so its PID
@@ -55,14 +57,14 @@ def exec_start(unit, creds, instance=None):
 
 
 def load_credentials(unit, root, creds):
-    """Copy each LoadCredential=ID:PATH's file (PATH under root) to creds/ID, mode 0400."""
+    """Copy each LoadCredential=ID:PATH's file (PATH under root) to creds/ID, mode 0440."""
     creds = Path(creds)
     creds.mkdir(parents=True, exist_ok=True)
     for value in read_unit(unit).get("LoadCredential", []):
         cred_id, source = value.split(":", 1)
         target = creds / cred_id
         shutil.copyfile(Path(str(root) + source), target)
-        os.chmod(target, 0o400)
+        os.chmod(target, 0o440)
     return creds
 
 

@@ -125,6 +125,37 @@ test_any_group_or_other_bit_is_refused(void **state)
 	}
 }
 
+/* A systemd credential (a file on the device of $CREDENTIALS_DIRECTORY)
+ * may show the group's read bit: the mask of the ACL entry by which
+ * systemd lets the service's user read it.  Nothing else is relaxed, and
+ * without the variable, or for a directory on another device, 0440 is
+ * refused as before. */
+static void
+test_a_credential_may_show_the_acl_mask_as_group_read(void **state)
+{
+	const mode_t bad[] = { 0460, 0450, 0444, 0442, 0441, 0470 };
+	char err[512];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", dir, 1), 0);
+	if (check_mode(0440, err, sizeof(err)) != 0)
+		fail_msg("a credential at 0440 refused: %s", err);
+	if (check_mode(0400, err, sizeof(err)) != 0)
+		fail_msg("a credential at 0400 refused: %s", err);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (check_mode(bad[i], err, sizeof(err)) != -1)
+			fail_msg("a credential at %04o accepted", (unsigned)bad[i]);
+
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "/proc", 1), 0);
+	assert_int_equal(check_mode(0440, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "permissions 0440 are too open"));
+	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "relative", 1), 0);
+	assert_int_equal(check_mode(0440, err, sizeof(err)), -1);
+	assert_int_equal(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+	assert_int_equal(check_mode(0440, err, sizeof(err)), -1);
+}
+
 /* --- not a regular file --- */
 
 static void
@@ -245,6 +276,7 @@ main(void)
 		TEST(test_owner_only_modes_are_accepted),
 		TEST(test_mode_0644_is_refused_naming_the_file),
 		TEST(test_any_group_or_other_bit_is_refused),
+		TEST(test_a_credential_may_show_the_acl_mask_as_group_read),
 		TEST(test_a_directory_is_refused),
 		TEST(test_a_file_of_another_user_is_refused),
 		TEST(test_the_descriptor_is_checked_not_the_path),
