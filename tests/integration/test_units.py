@@ -7,7 +7,8 @@
    printed and none is above 2.0 ("OK").
 3. The sandbox lets the daemons do their work: a whole tunnel (reload, a request, the drain)
    traced with strace makes only system calls that the units' SystemCallFilter= allows,
-   opens sockets only of RestrictAddressFamilies=' families, never maps memory writable and
+   opens sockets only of RestrictAddressFamilies=' families (names resolved: the relay's
+   --host, the clients' -s and a destination; the reverse-proxy's resolver asks netlink), never maps memory writable and
    executable (MemoryDenyWriteExecute=), opens no file for writing (ProtectSystem=strict) and
    nothing in /proc but its own process's files (ProcSubset=pid).  A unit cannot be started
    here (no systemd as PID 1), so this is what shows that the filters fit the programs.
@@ -198,15 +199,17 @@ def test_the_sandbox_fits_what_the_daemons_do(start_daemon, keys, echo_server, t
 
     relay_port = free_port("127.0.0.1")
     relay, relay_log = traced_daemon("relay-server", [
-        "-p", relay_port, "--host", "127.0.0.1", "-c", keys.cert, "-k", keys.key,
+        "-p", relay_port, "--host", "localhost", "-c", keys.cert, "-k", keys.key,
         "-a", keys.pub, "--workers", "2"])
     relay.wait_log("listening on", timeout=20)
-    client = ["-s", "127.0.0.1:%d" % relay_port, "-c", keys.cert, "-a", keys.priv]
+    # Names, not addresses, for the relay and the destination: the resolver's system calls
+    # and sockets are in the trace too.
+    client = ["-s", "localhost:%d" % relay_port, "-c", keys.cert, "-a", keys.priv]
     echo = echo_server()
     port = free_port("127.0.0.1")
     rp, rp_log = traced_daemon("reverse-proxy", client)
     ep, ep_log = traced_daemon("entry-point", client + [
-        "-r", "127.0.0.1:%d:127.0.0.1:%d" % (port, echo.port)])
+        "-r", "127.0.0.1:%d:localhost:%d" % (port, echo.port)])
     for d in (rp, ep):
         d.wait_log("connected (group 0)", timeout=30)
     payload = b"through the sandbox\n" * 500
