@@ -276,7 +276,7 @@ deb:
 	        xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	        tar --null -T - -cf - | tar -C build/deb/src -xf -; \
 	else tar --exclude=./build -cf - . | tar -C build/deb/src -xf -; fi
-	cd build/deb/src && TRP_COMMIT='$(TRP_COMMIT)' dpkg-buildpackage -us -uc -b
+	cd build/deb/src && TRP_COMMIT='$(TRP_COMMIT)' dpkg-buildpackage -us -uc -b -Jauto
 	@ls build/deb/*.deb
 
 clean:

@@ -5,7 +5,10 @@ import os
 import signal
 import subprocess
 
-from conftest import REPO
+from conftest import REPO, run_once
+
+# No relay of the suite's worker count in this file: the second pass alone runs it.
+pytestmark = run_once
 
 
 def test_make_demo():

@@ -16,7 +16,10 @@ import subprocess
 
 import pytest
 
-from conftest import Keys, SLOW, bin_path, free_port
+from conftest import Keys, SLOW, bin_path, free_port, run_once
+
+# No relay of the suite's worker count in this file: the second pass alone runs it.
+pytestmark = run_once
 
 OTHER_UID = 12345
 CLIENTS = ["entry-point", "reverse-proxy"]

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bin_path, SLOW
+from conftest import bin_path, SLOW, run_once
+
+# No relay of the suite's worker count in this file: the second pass alone runs it.
+pytestmark = run_once
 
 REPO = Path(__file__).resolve().parents[2]
 
