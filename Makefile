@@ -134,8 +134,14 @@ $(BUILD)/tests/tools/libfailenable.so: tests/tools/failenable.c
 	$(CC) $(filter-out $(SANFLAGS),$(CFLAGS)) $(PKG_CFLAGS) -fPIC -shared \
 	    -o $@ $< -ldl
 
+# (Not dpkg -s: once foreign architectures are added, 'dpkg -s
+# libssl-dev' is ambiguous and fails.  dpkg-query -W lists every installed
+# architecture of a name: the host's, or "all", must be among them.)
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@native=$$(dpkg --print-architecture 2>/dev/null); \
+	missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status} $${Architecture}\n' $$p 2>/dev/null | \
+	        grep -Eq "ok installed ($$native|all)$$" || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:" $$missing; \
