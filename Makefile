@@ -92,8 +92,9 @@ CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	$(ASSERTS)
 # (-Wno-format-truncation: log labels and messages are cut on purpose.)
 ifeq ($(ARCH),armhf)
-# A 64-bit off_t, as Debian's armhf libevent is built with (its event-config.h
-# says EVENT__SIZEOF_OFF_T 8; evbuffer_add_file and friends take an off_t).
+# Large-file interfaces on 32-bit armhf, as Debian builds its libraries there:
+# without them stat/fstat (keyfile.c, gen-cert, log.c) fail with EOVERFLOW on
+# a file whose inode number or size does not fit 32 bits (common/NOTES.md).
 CFLAGS += -D_FILE_OFFSET_BITS=64
 endif
 LDFLAGS += -pthread $(SANFLAGS)
