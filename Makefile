@@ -2,8 +2,9 @@
 # (with the integration tests' tools, from tests/tools/, in its tests/tools/).
 #
 #   make                      build for this machine
-#   make build-linux-amd64    the same, for linux/amd64 explicitly
-#   make build                every platform this machine can build
+#   make build-linux-amd64    linux/amd64 (and build-linux-arm64, build-linux-armhf)
+#   make build                every platform this machine can build (linux/amd64, arm64,
+#                             armhf), saying which it skipped and why
 #   make test                 unit tests (cmocka) and integration tests (pytest)
 #   make test SANITIZE=1      the same, built with AddressSanitizer and UBSan
 #   make DEBUG=1              a build that checks our invariants (assert)
@@ -11,13 +12,15 @@
 #   make bench                the tunnel against a direct connection, OpenSSH, stunnel and HAProxy
 #   make fuzz                 each libFuzzer target (tests/fuzz/) for FUZZ_SECONDS (60)
 #   make deps                 install the Debian packages the build and tests need
+#   make deps-cross           install the cross compilers, foreign libraries and qemu-user
 #   make install              programs, units, man pages, example configs (PREFIX, DESTDIR)
 #   make uninstall            remove them again (configuration in /etc is kept)
 #   make deb                  a Debian package, in build/deb/
 #   make clean
 
 HOST_OS := $(shell uname -s | tr A-Z a-z)
-HOST_ARCH := $(patsubst aarch64,arm64,$(patsubst x86_64,amd64,$(shell uname -m)))
+HOST_ARCH := $(strip $(patsubst armv7l,armhf,$(patsubst aarch64,arm64,$(patsubst x86_64,amd64,\
+	$(shell uname -m)))))
 OS ?= $(HOST_OS)
 ARCH ?= $(HOST_ARCH)
 
@@ -40,12 +43,47 @@ endif
 BUILD := build/$(OS)/$(ARCH)$(VARIANT)
 OBJ := $(BUILD)/obj
 
+# Platforms: linux/ARCH for each of ARCHES.  One of them is this machine's;
+# the others ("foreign") are built with Debian's cross compilers against
+# Debian's multiarch libraries, which 'make deps-cross' installs (see
+# common/NOTES.md, "Cross builds").  Debian 12's libevent-dev is not
+# Multi-Arch: same (its event2/event-config.h differs per architecture), so
+# the foreign libevent-dev cannot be installed beside the host's: deps-cross
+# installs the foreign libevent runtime libraries (those are Multi-Arch: same)
+# and unpacks the foreign libevent-dev .deb into build/cross/ARCH/ (headers,
+# .pc files made relative with ${pcfiledir}, .so links to the installed
+# libraries), which the foreign build's pkg-config looks in first.
+ARCHES := amd64 arm64 armhf
+FOREIGN_ARCHES := $(filter-out $(HOST_ARCH),$(ARCHES))
+TRIPLET_amd64 := x86_64-linux-gnu
+TRIPLET_arm64 := aarch64-linux-gnu
+TRIPLET_armhf := arm-linux-gnueabihf
+TRIPLET := $(TRIPLET_$(ARCH))
+CROSS_LIBEVENT := libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 \
+	libevent-openssl-2.1-7 libevent-pthreads-2.1-7
+CROSS_LIB_PKGS := libssl-dev libsodium-dev $(CROSS_LIBEVENT)
+
+PKG_CONFIG := pkg-config
+ifneq ($(ARCH),$(HOST_ARCH))
+ifeq ($(TRIPLET),)
+$(error ARCH=$(ARCH): not one of $(ARCHES))
+endif
+# (override: a CC or AR given for the host build, on make's command line,
+# reaches this sub-make too.)
+override CC := $(TRIPLET)-gcc
+override AR := $(TRIPLET)-ar
+# (In the command itself: make 4.3 does not export variables to $(shell).)
+PKG_CONFIG := env -u PKG_CONFIG_PATH -u PKG_CONFIG_SYSROOT_DIR \
+	PKG_CONFIG_LIBDIR=$(abspath build/cross/$(ARCH))/usr/lib/$(TRIPLET)/pkgconfig:/usr/lib/$(TRIPLET)/pkgconfig:/usr/share/pkgconfig \
+	pkg-config
+endif
+
 CC ?= cc
 PKGS := openssl libevent libevent_openssl libsodium
 # Lazy (=): pkg-config runs only when something is compiled, after 'deps'.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS = $(shell pkg-config --libs $(PKGS))
-CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS))
+CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka)
 
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
@@ -53,6 +91,12 @@ CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	-Wmissing-prototypes -Wno-format-truncation -Icommon -pthread $(SANFLAGS) \
 	$(ASSERTS)
 # (-Wno-format-truncation: log labels and messages are cut on purpose.)
+ifeq ($(ARCH),armhf)
+# Large-file interfaces on 32-bit armhf, as Debian builds its libraries there:
+# without them stat/fstat (keyfile.c, gen-cert, log.c) fail with EOVERFLOW on
+# a file whose inode number or size does not fit 32 bits (common/NOTES.md).
+CFLAGS += -D_FILE_OFFSET_BITS=64
+endif
 LDFLAGS += -pthread $(SANFLAGS)
 
 PROGRAMS := entry-point relay-server reverse-proxy gen-cert
@@ -75,20 +119,57 @@ PYTEST_ARGS ?=
 DEB_PKGS := gcc make pkg-config libssl-dev libevent-dev libsodium-dev \
 	libcmocka-dev python3 python3-pytest curl openssl groff-base man-db
 
-.PHONY: all build build-linux-amd64 test test-unit test-integration demo bench deps clean \
-	fuzz fuzz-build install uninstall deb
+.PHONY: all build $(ARCHES:%=build-linux-%) build-cross-ready test test-unit \
+	test-integration demo bench deps deps-cross clean fuzz fuzz-build install uninstall deb
 
 all: $(BINS)
 
-build-linux-amd64:
-	@if [ "$(HOST_OS)/$(HOST_ARCH)" != linux/amd64 ]; then \
-	    echo "make: this machine is $(HOST_OS)/$(HOST_ARCH); cross-building linux/amd64 is not supported yet" >&2; exit 2; fi
-	@$(MAKE) --no-print-directory OS=linux ARCH=amd64 all
+# The foreign platforms, as shell words ARCH:TRIPLET.
+CROSS_PAIRS := $(if $(filter linux,$(HOST_OS)),$(foreach a,$(FOREIGN_ARCHES),$(a):$(TRIPLET_$(a))))
+# A shell command: what a foreign build of $$a (triplet $$t) lacks, as a
+# comma-separated list, or nothing when it can be built.
+CROSS_MISSING = { command -v $$t-gcc >/dev/null 2>&1 || echo $$t-gcc; \
+	for p in $(CROSS_LIB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p:$$a 2>/dev/null | grep -q 'ok installed' || echo $$p:$$a; \
+	done; \
+	test -f build/cross/$$a/usr/lib/$$t/pkgconfig/libevent.pc || \
+	    echo "libevent-dev:$$a (unpacked in build/cross/$$a)"; } | paste -sd, - | sed 's/,/, /g'
 
-# Every platform this machine can build: for now, the machine's own.
+$(ARCHES:%=build-linux-%): build-linux-%:
+	@if [ "$(HOST_OS)" != linux ]; then \
+	    echo "make: this machine is $(HOST_OS)/$(HOST_ARCH); building linux/$* here is not supported" >&2; exit 2; fi
+	@a=$*; t=$(TRIPLET_$*); if [ $$a != $(HOST_ARCH) ]; then missing=$$($(CROSS_MISSING)); \
+	    if [ -n "$$missing" ]; then \
+	        echo "make: cannot build linux/$$a: missing $$missing; run 'make deps-cross'" >&2; exit 2; fi; fi
+	@$(MAKE) --no-print-directory OS=linux ARCH=$* all
+
+# Every platform this machine can build: its own, then each foreign one whose
+# cross compiler and libraries are here, with one line for each it skips.
 build:
 	@$(MAKE) --no-print-directory all
 	@echo "built $(BINS)"
+	@set -e; for at in $(CROSS_PAIRS); do a=$${at%%:*}; t=$${at#*:}; \
+	    missing=$$($(CROSS_MISSING)); \
+	    if [ -n "$$missing" ]; then \
+	        echo "make build: skipped linux/$$a: missing $$missing; run 'make deps-cross'"; \
+	    else $(MAKE) --no-print-directory OS=linux ARCH=$$a all; \
+	        echo "built linux/$$a in build/linux/$$a$(VARIANT)/"; fi; \
+	done
+
+# For make test: each foreign platform that can be built; those that cannot
+# are left out without a word (test_cross.py runs the foreign programs under
+# qemu-user, and skips for each one it does not find, saying why).  None under
+# SANITIZE=1: the sanitizers do not run under qemu-user, so test_cross.py
+# skips in that pass and runs in the plain one.
+build-cross-ready:
+ifneq ($(SANITIZE),1)
+	@set -e; for at in $(CROSS_PAIRS); do a=$${at%%:*}; t=$${at#*:}; \
+	    if [ -z "$$($(CROSS_MISSING))" ]; then \
+	        $(MAKE) --no-print-directory OS=linux ARCH=$$a all; fi; \
+	done
+else
+	@:
+endif
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -111,7 +192,7 @@ FORCE:
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
 # Each program is linked from the sources in its own folder and libcommon.a.
 define program_rule
@@ -134,8 +215,14 @@ $(BUILD)/tests/tools/libfailenable.so: tests/tools/failenable.c
 	$(CC) $(filter-out $(SANFLAGS),$(CFLAGS)) $(PKG_CFLAGS) -fPIC -shared \
 	    -o $@ $< -ldl
 
+# (Not dpkg -s: once foreign architectures are added, 'dpkg -s
+# libssl-dev' is ambiguous and fails.  dpkg-query -W lists every installed
+# architecture of a name: the host's, or "all", must be among them.)
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@native=$$(dpkg --print-architecture 2>/dev/null); \
+	missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status} $${Architecture}\n' $$p 2>/dev/null | \
+	        grep -Eq "ok installed ($$native|all)$$" || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:" $$missing; \
@@ -145,7 +232,39 @@ deps:
 	fi
 
 test: deps
+	@$(MAKE) --no-print-directory build-cross-ready
 	@$(MAKE) --no-print-directory test-unit test-integration
+
+# The foreign platforms' compilers, libraries and qemu-user (common/NOTES.md,
+# "Cross builds"): apt only for what is missing; then the foreign libevent-dev,
+# unpacked into build/cross/ARCH/ (which needs no root, only apt's lists).
+CROSS_DEB_PKGS := $(foreach a,$(FOREIGN_ARCHES),crossbuild-essential-$(a) \
+	$(CROSS_LIB_PKGS:%=%:$(a))) qemu-user-static
+deps-cross:
+	@set -e; missing=$$(for p in $(CROSS_DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" != 0 ]; then \
+	        echo "missing Debian packages; run as root: make deps-cross (dpkg --add-architecture" \
+	            "$(FOREIGN_ARCHES), then apt-get install -y" $$missing")" >&2; exit 1; fi; \
+	    for a in $(FOREIGN_ARCHES); do \
+	        dpkg --print-foreign-architectures | grep -qx $$a || dpkg --add-architecture $$a; done; \
+	    echo "installing:" $$missing; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	@set -e; for at in $(CROSS_PAIRS); do a=$${at%%:*}; t=$${at#*:}; \
+	    d=build/cross/$$a; pc=$$d/usr/lib/$$t/pkgconfig; \
+	    v=$$(dpkg-query -W -f='$${Version}' libevent-2.1-7:$$a); \
+	    if [ -f $$d/libevent-dev.version ] && [ "$$(cat $$d/libevent-dev.version)" = "$$v" ]; then continue; fi; \
+	    echo "unpacking libevent-dev:$$a $$v into $$d"; \
+	    rm -rf $$d; mkdir -p $$d/deb; \
+	    (cd $$d/deb && apt-get download -q libevent-dev:$$a=$$v); \
+	    dpkg-deb -x $$d/deb/libevent-dev_*.deb $$d; \
+	    sed -i 's|^prefix=.*|prefix=$${pcfiledir}/../../..|' $$pc/*.pc; \
+	    for l in $$d/usr/lib/$$t/*.so; do ln -sfn /usr/lib/$$t/$$(readlink $$l) $$l; done; \
+	    rm -f $$d/usr/lib/$$t/*.a; \
+	    echo "$$v" > $$d/libevent-dev.version; \
+	done
 
 test-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -198,7 +317,7 @@ $(FUZZ_OBJ)/%.o: %.c
 
 $(FUZZ_LIB): $(COMMON_SRC:%.c=$(FUZZ_OBJ)/%.o)
 	rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
 # (Kept: make would delete them as intermediate files.)
 .SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_OBJ)/tests/fuzz/fuzz_%.o)

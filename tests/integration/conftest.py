@@ -11,6 +11,10 @@ whether the test passed or not.
     TRP_RELAY_WORKERS  --workers for every relay the fixtures start (default: the relay's
                   own default, the number of cores); `make test` runs the suite with 1 and 2
 
+The builds of other architectures (`make build`: build/linux/arm64/, build/linux/armhf/ beside
+TRP_BIN_DIR) run under qemu-user: Platform(arch) says where a platform's programs are and how
+to run them here, and tunnel(platforms=...) starts each program of a tunnel on its own one.
+
 What the fixtures give a test:
 
     bin_path(name)         path of a program
@@ -19,6 +23,7 @@ What the fixtures give a test:
     free_port()            a TCP port free right now (dual-stack by default)
     start_daemon(...)      start a program as a Daemon (stopped at teardown)
     tunnel(...)            relay + reverse-proxy + entry-point, ready for traffic
+    Platform(arch)         the programs of linux/arch, native or under qemu-user
     echo_server(...)       threaded TCP echo server (IPv4 or IPv6)
     sink_server(...)       accepts and never reads
     tcp_server(handler)    threaded TCP server running handler(conn) per connection
@@ -29,9 +34,11 @@ import functools
 import hashlib
 import http.server
 import os
+import platform
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,6 +78,60 @@ def scaled(normal, sanitized):
 def bin_path(name):
     """Path of one of the programs under test."""
     return str(BIN_DIR / name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Platforms: this machine's build (TRP_BIN_DIR) and the cross builds beside it
+
+
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf"}.get(
+    platform.machine(), platform.machine())
+# Debian architecture -> (qemu-user emulator, ELF e_machine of its programs).
+ARCHES = {"amd64": ("qemu-x86_64-static", 62), "arm64": ("qemu-aarch64-static", 183),
+          "armhf": ("qemu-arm-static", 40)}
+
+
+class Platform:
+    """The programs of one linux/ARCH build and the command line that runs them here.
+
+    The host's architecture is the build under test (TRP_BIN_DIR), run natively; another is
+    the build of the same variant beside it (build/linux/arm64 next to build/linux/amd64, as
+    `make build` writes them), run under its qemu-user emulator (no binfmt_misc needed).
+    """
+
+    def __init__(self, arch):
+        self.arch = arch
+        self.native = arch == HOST_ARCH
+        emulator, self.elf_machine = ARCHES[arch]
+        if self.native:
+            self.bin_dir = BIN_DIR
+            self.emulator = []
+        else:
+            variant = BIN_DIR.name[len(HOST_ARCH):] if BIN_DIR.name.startswith(HOST_ARCH) else ""
+            self.bin_dir = BIN_DIR.parent / (arch + variant)
+            self.emulator = [shutil.which(emulator) or emulator]
+
+    def __repr__(self):
+        return "linux/%s" % self.arch
+
+    def path(self, program):
+        return str(self.bin_dir / program)
+
+    def argv(self, program, args=()):
+        """The command line that runs program with args on this platform."""
+        return self.emulator + [self.path(program)] + [str(a) for a in args]
+
+    def missing(self, programs=("relay-server", "reverse-proxy", "entry-point", "gen-cert")):
+        """Why this platform cannot run here (a sentence), or None."""
+        if not self.native and shutil.which(ARCHES[self.arch][0]) is None:
+            return "%s is not installed (make deps-cross installs qemu-user-static)" % (
+                ARCHES[self.arch][0])
+        absent = [p for p in programs if not os.access(self.path(p), os.X_OK)]
+        if absent:
+            what = ("no build in %s" % self.bin_dir if len(absent) == len(programs) else
+                    "no %s in %s" % (", ".join(absent), self.bin_dir))
+            return "%s (make build-linux-%s, after make deps-cross)" % (what, self.arch)
+        return None
 
 
 def has_ipv6_loopback():
@@ -695,9 +756,11 @@ class Tunnel:
     """
 
     def __init__(self, start_daemon, echo_server, keys, host, group, relay_args,
-                 relay_port=None, env=None):
+                 relay_port=None, env=None, platforms=None):
         self._start = start_daemon
         self.env = dict(env or {})
+        # program name -> Platform it runs on (the others: the build under test, natively).
+        self.platforms = dict(platforms or {})
         self.keys = keys
         self.host = host
         self.group = group
@@ -725,8 +788,12 @@ class Tunnel:
         return self.entry_points[0]
 
     def _start_daemon(self, program, args, name=None, env=None):
-        """Start program with the tunnel's environment, plus env (for this one)."""
-        return self._start(program, args, name=name, env=dict(self.env, **(env or {})))
+        """Start program with the tunnel's environment, plus env (for this one), on its
+        platform."""
+        plat = self.platforms.get(program)
+        argv = plat.argv(program, args) if plat is not None and not plat.native else None
+        return self._start(program, args, name=name, env=dict(self.env, **(env or {})),
+                           argv=argv)
 
     def start_relay(self, extra=(), keys=None, name="relay-server", env=None):
         """Start a relay on host:relay_port; wait until it logs that it listens."""
@@ -802,12 +869,16 @@ def tunnel(start_daemon, echo_server, keys):
     Arguments: routes (entry-point routes), group, host (relay --host, default 127.0.0.1),
     relay_args / rp_args / ep_args (extra flags), keys, reverse_proxy / entry_point (False:
     do not start it), ready (False: do not wait for a round trip), env (extra environment of
-    the three programs).  All processes are stopped at teardown by start_daemon.
+    the three programs), platforms ({"relay-server": Platform("arm64"), ...}: where a
+    program runs; the others run natively).  All processes are stopped at teardown by
+    start_daemon.
     """
 
     def make(routes=(), group=0, host="127.0.0.1", relay_args=(), rp_args=(), ep_args=(),
-             keys=keys, reverse_proxy=True, entry_point=True, ready=True, env=None):
-        t = Tunnel(start_daemon, echo_server, keys, host, group, relay_args, env=env)
+             keys=keys, reverse_proxy=True, entry_point=True, ready=True, env=None,
+             platforms=None):
+        t = Tunnel(start_daemon, echo_server, keys, host, group, relay_args, env=env,
+                   platforms=platforms)
         t.start_relay()
         if reverse_proxy:
             t.start_reverse_proxy(extra=rp_args)
