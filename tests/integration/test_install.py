@@ -135,6 +135,19 @@ def test_make_deb_builds_a_lintian_clean_package(deb, capsys):
                              text=True, check=True, timeout=60).stdout
     for lib in ("libssl3", "libevent", "libsodium"):
         assert lib in depends, depends
+    # Maintainer scripts: an upgrade never stops the daemons (dh_installsystemd --no-start
+    # alone puts a stop in preinst and starts nothing after); postinst try-restarts the plain
+    # units that run; removing the package stops them.
+    control = deb.parent / "control"
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(control)], check=True, timeout=60)
+    script = {n: (control / n).read_text() if (control / n).exists() else ""
+              for n in ("preinst", "postinst", "prerm", "postrm")}
+    assert "stop" not in script["preinst"], script["preinst"]
+    assert re.search(r"try-restart 'relay-server\.service' 'reverse-proxy\.service'",
+                     script["postinst"]), script["postinst"]
+    assert re.search(r'if \[ "\$1" = remove \].*\n\s*deb-systemd-invoke stop '
+                     r"relay-server\.service reverse-proxy\.service", script["prerm"]), \
+        script["prerm"]
     # The package's version is the programs' (debian/changelog and common/version.h).
     version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
                              text=True, check=True, timeout=60).stdout.strip()
