@@ -324,6 +324,15 @@ pool_new(const struct pool_config *config)
 }
 
 void
+pool_get_counts(const struct pool *p, struct pool_counts *counts)
+{
+	counts->idle = p->nidle;
+	counts->in_use = p->in_use;
+	counts->returning = p->nback;
+	counts->dialing = p->ndialing;
+}
+
+void
 pool_set_ssl_ctx(struct pool *p, SSL_CTX *ctx)
 {
 	p->cfg.ssl_ctx = ctx;
