@@ -124,15 +124,20 @@ reply(struct evhttp_request *req)
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct evbuffer *body;
+	char length[32];
 
 	if (path == NULL || strcmp(path, "/metrics") != 0) {
 		evhttp_send_error(req, HTTP_NOTFOUND, "Not Found");
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-		if (evhttp_add_header(headers, "Allow", "GET, HEAD") == -1)
-			log_debug("metrics: cannot add a header");
-		evhttp_send_error(req, HTTP_BADMETHOD, "Method Not Allowed");
+		/* (evhttp_send_error would drop the Allow header.) */
+		if (evhttp_add_header(headers, "Allow", "GET, HEAD") == -1 ||
+		    evhttp_add_header(headers, "Connection", "close") == -1)
+			evhttp_send_error(req, HTTP_BADMETHOD, NULL);
+		else
+			evhttp_send_reply(req, HTTP_BADMETHOD,
+			    "Method Not Allowed", NULL);
 		return;
 	}
 	if ((body = evbuffer_new()) == NULL || metrics_render(body) == -1 ||
@@ -140,6 +145,15 @@ reply(struct evhttp_request *req)
 	    METRICS_CONTENT_TYPE) == -1) {
 		log_warnx("metrics: out of memory");
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+	} else if (cmd == EVHTTP_REQ_HEAD) {
+		/* 2.1.12 would send the body after a HEAD's headers: the
+		 * length only. */
+		snprintf(length, sizeof(length), "%zu",
+		    evbuffer_get_length(body));
+		if (evhttp_add_header(headers, "Content-Length", length) == -1)
+			evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		else
+			evhttp_send_reply(req, HTTP_OK, "OK", NULL);
 	} else {
 		evhttp_send_reply(req, HTTP_OK, "OK", body);
 	}
