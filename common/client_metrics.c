@@ -96,12 +96,30 @@ client_metrics_watch_pool(struct pool *p)
 	watched = p;
 }
 
-uint64_t
-client_metrics_now_us(void)
+/* Microseconds of CLOCK_MONOTONIC (0 when it cannot be read). */
+static uint64_t
+now_us(void)
 {
 	struct timespec ts;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t
+client_metrics_open_sent(void)
+{
+	return client_metrics.open_latency != NULL ? now_us() : 0;
+}
+
+void
+client_metrics_open_result(uint8_t code, uint64_t sent)
+{
+	uint64_t now;
+
+	metrics_add(client_metrics.open_results, code, 1);
+	if (sent != 0 && (now = now_us()) >= sent)
+		metrics_observe(client_metrics.open_latency,
+		    (double)(now - sent) / 1e6);
 }

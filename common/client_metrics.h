@@ -54,7 +54,12 @@ int client_metrics_init(int entry, const char *const *limits,
 /* The pool whose channels are counted at each scrape. */
 void client_metrics_watch_pool(struct pool *p);
 
-/* Microseconds of CLOCK_MONOTONIC (0 when it cannot be read). */
-uint64_t client_metrics_now_us(void);
+/* entry-point: OPEN leaves now.  Returns when, for
+ * client_metrics_open_result (0: not timed, metrics are off). */
+uint64_t client_metrics_open_sent(void);
+
+/* entry-point: the OPEN_RESULT code of an OPEN sent at sent (a
+ * client_metrics_open_sent value) arrived. */
+void client_metrics_open_result(uint8_t code, uint64_t sent);
 
 #endif

@@ -248,10 +248,7 @@ channel_open_result(struct conn *c, struct evbuffer *in,
 		conn_close(c, 1, 1);
 		return -1;
 	}
-	metrics_add(client_metrics.open_results, result.code, 1);
-	if (c->open_sent_us != 0)
-		metrics_observe(client_metrics.open_latency,
-		    (double)(client_metrics_now_us() - c->open_sent_us) / 1e6);
+	client_metrics_open_result(result.code, c->open_sent_us);
 	if (result.code != OPEN_OK) {
 		log_info("%s: cannot open: %s%s%s", c->label,
 		    open_code_text(result.code), result.text[0] ? ": " : "",
@@ -477,8 +474,7 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 		return;
 	}
 	log_debug("%s: OPEN %s:%u", c->label, c->open.host, c->open.port);
-	if (client_metrics.open_latency != NULL)
-		c->open_sent_us = client_metrics_now_us();
+	c->open_sent_us = client_metrics_open_sent();
 	c->state = CONN_OPEN;
 	if (bufferevent_enable(c->plain, EV_WRITE) == -1 ||
 	    plain_read_start(c) == -1 ||

@@ -7,7 +7,9 @@
  * its cap and counts the rest under "other" (shown only once used); label
  * values and HELP text are escaped; a histogram's buckets are cumulative
  * and its count is the +Inf bucket's; threads that add at once lose no
- * update; a NULL metric is ignored everywhere.
+ * update; a NULL metric is ignored everywhere.  Last, --metrics values
+ * (metrics_http.c): a bare port is on 127.0.0.1, an address is numeric
+ * and IPv6 goes in brackets, and the rest is refused with the value named.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,9 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <event2/buffer.h>
 
 #include "metrics.h"
+#include "metrics_http.h"
 
 /* The whole exposition, as a string the caller frees. */
 static char *
@@ -240,6 +246,48 @@ test_null_is_ignored(void **state)
 	assert_int_equal(metrics_label(NULL, "x"), 0);
 }
 
+static void
+test_parse_metrics_address(void **state)
+{
+	static const char *const bad[] = { "", "x", "65536", "123456", "::1:80",
+	    "localhost:80", "1.2.3.4:", "[::1]", "[::1]:x", ":80", "[]:80",
+	    "1.2.3.4:-1", "300.1.1.1:80" };
+	struct metrics_addr a, b;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(metrics_http_parse("9100", &a, err, sizeof(err)), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 9100);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	assert_int_equal(metrics_http_parse("127.0.0.1:9100", &b, err,
+	    sizeof(err)), 0);
+	assert_true(metrics_addr_equal(&a, &b));
+	assert_int_equal(metrics_http_parse("0", &a, err, sizeof(err)), 0);
+	assert_int_equal(ntohs(sin->sin_port), 0);
+	assert_false(metrics_addr_equal(&a, &b));
+	assert_int_equal(metrics_http_parse("10.1.2.3:80", &a, err,
+	    sizeof(err)), 0);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x0a010203);
+	assert_int_equal(metrics_http_parse("[::1]:9100", &a, err,
+	    sizeof(err)), 0);
+	assert_int_equal(a.ss.ss_family, AF_INET6);
+	assert_int_equal(ntohs(sin6->sin6_port), 9100);
+	assert_int_equal(metrics_http_parse(NULL, &a, err, sizeof(err)), 0);
+	assert_int_equal(a.len, 0);
+	memset(&b, 0, sizeof(b));
+	assert_true(metrics_addr_equal(&a, &b));
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(metrics_http_parse(bad[i], &a, err,
+		    sizeof(err)), -1);
+		assert_non_null(strstr(err, bad[i]));
+	}
+}
+
 int
 main(void)
 {
@@ -251,6 +299,7 @@ main(void)
 		cmocka_unit_test_teardown(test_histogram, teardown),
 		cmocka_unit_test_teardown(test_threads_lose_nothing, teardown),
 		cmocka_unit_test_teardown(test_null_is_ignored, teardown),
+		cmocka_unit_test(test_parse_metrics_address),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
