@@ -76,8 +76,8 @@ client_metrics_init(int entry, const char *const *limits, unsigned nlimits)
 	    "open_latency_seconds", "Time from OPEN sent to OPEN_RESULT "
 	    "received.", NULL)) == NULL) ||
 	    (m->reconnects = metrics_new(METRIC_COUNTER, "reconnects_total",
-	    "Dials to the relay made again after one failed (with "
-	    "backoff).", NULL)) == NULL ||
+	    "Dials to the relay that replace a channel lost while idle or "
+	    "a dial that failed.", NULL)) == NULL ||
 	    (nlimits > 0 && (m->limit_hits = metrics_new(METRIC_COUNTER,
 	    "limit_hits_total", "User connections refused or closed at a "
 	    "limit, by limit.", metrics_labels_fixed("limit", limits,

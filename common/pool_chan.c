@@ -377,6 +377,8 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 			log_debug("relay %s: idle channel closed: %s",
 			    p->relay_name, why);
 		chan_close(c);
+		if (p->redials < p->cfg.max)
+			p->redials++;
 		pool_refill(p);
 		return;
 	}
@@ -496,8 +498,10 @@ chan_dial(struct pool *p)
 	}
 	c->pool = p;
 	chan_link(c, CHAN_DIALING);
-	if (p->failures > 0)
+	if (p->redials > 0) {
+		p->redials--;
 		metrics_add(client_metrics.reconnects, 0, 1);
+	}
 	if ((ssl = tls_client_ssl_new(p->cfg.ssl_ctx, p->cfg.relay_host)) ==
 	    NULL) {
 		dial_failed(c, "cannot set up TLS");

@@ -8,6 +8,7 @@
 - A reverse-proxy with a key the relay does not know: both count the refusal under
   reason="unknown_key", the relay also as an unauthenticated close.
 - SIGHUP: reloads_total{result="ok"} grows; a changed --metrics is named in a warning.
+- The relay restarts: both clients count reconnects.
 - GET and HEAD /metrics answer 200 text/plain; version=0.0.4; another path 404, another
   method 405.  Each daemon's output passes `promtool check metrics` (skipped without it).
 - A bad --metrics value exits 2 with one line naming the flag and the value; an address in
@@ -179,6 +180,19 @@ def test_reload_is_counted_and_a_new_address_waits(metered):
                         since=since)
         # Still served where it was.
         assert scrape(daemon)[("reloads_total", "ok")] == ok + 2
+
+
+def test_relay_restart_counts_reconnects(metered):
+    t = metered
+    before = [scrape(d)[("reconnects_total", None)] for d in (t.reverse_proxy, t.entry_point)]
+    t.relay.stop()
+    t.start_relay(name="relay-server-2")
+    t.wait_ready()
+    for d, b in zip((t.reverse_proxy, t.entry_point), before):
+        deadline = time.monotonic() + 10 * SLOW
+        while scrape(d)[("reconnects_total", None)] <= b:
+            assert time.monotonic() < deadline, "%s counted no reconnect" % d.name
+            time.sleep(0.1)
 
 
 def test_http_answers_and_promtool(metered):
