@@ -11,7 +11,6 @@
 #include "client_metrics.h"
 #include "daemon.h"
 #include "log.h"
-#include "metrics.h"
 #include "netaddr.h"
 #include "pool.h"
 #include "sshkey.h"
@@ -266,7 +265,6 @@ client_free(struct client *cl)
 {
 	metrics_http_free(cl->metrics_http);
 	cl->metrics_http = NULL;
-	metrics_free();
 	pool_free(cl->pool);
 	cl->pool = NULL;
 	if (cl->dns != NULL)
@@ -275,4 +273,5 @@ client_free(struct client *cl)
 	SSL_CTX_free(cl->ssl_ctx);
 	cl->ssl_ctx = NULL;
 	auth_key_wipe(&cl->key);
+	client_metrics_free();	/* the pool counted into it to the end */
 }

@@ -1,5 +1,6 @@
 #include "client_metrics.h"
 
+#include <string.h>
 #include <time.h>
 
 #include "frame.h"
@@ -88,6 +89,14 @@ client_metrics_init(int entry, const char *const *limits, unsigned nlimits)
 		return -1;
 	metrics_on_collect(collect, NULL);
 	return 0;
+}
+
+void
+client_metrics_free(void)
+{
+	metrics_free();
+	memset(&client_metrics, 0, sizeof(client_metrics));
+	watched = NULL;
 }
 
 void

@@ -51,6 +51,10 @@ extern struct client_metrics client_metrics;
 int client_metrics_init(int entry, const char *const *limits,
     unsigned nlimits);
 
+/* Free every series (metrics_free) and forget them: client_metrics is
+ * all NULL again, and updates do nothing. */
+void client_metrics_free(void);
+
 /* The pool whose channels are counted at each scrape. */
 void client_metrics_watch_pool(struct pool *p);
 

@@ -20,7 +20,6 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
-#include "metrics.h"
 #include "metrics_http.h"
 #include "netaddr.h"
 #include "relay.h"
@@ -334,7 +333,7 @@ main(int argc, char **argv)
 	free(listeners);
 	relay_shutdown();
 	metrics_http_free(metrics);
-	metrics_free();
+	relay_metrics_free();
 	daemon_base_free(base);
 	creds_free();
 	reload_free();

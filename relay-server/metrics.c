@@ -12,6 +12,7 @@
 #include "relay.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <openssl/ssl.h>
 
@@ -91,6 +92,13 @@ relay_metrics_init(void)
 	    metrics_reload_results, 2))) == NULL)
 		return -1;
 	return 0;
+}
+
+void
+relay_metrics_free(void)
+{
+	metrics_free();
+	memset(&m, 0, sizeof(m));
 }
 
 unsigned

@@ -555,8 +555,10 @@ enum relay_limit {
 	RELAY_LIMIT_N
 };
 
-/* Register the series (before the workers run); 0 or -1. */
+/* Register the series (before the workers run); 0 or -1.  Free them
+ * (after the workers are gone): every call below does nothing again. */
 int relay_metrics_init(void);
+void relay_metrics_free(void);
 /* The label of group id (claimed if new; any thread). */
 unsigned relay_metrics_group(uint32_t id);
 /* A TCP connection accepted (a channel in R_HANDSHAKE). */
