@@ -8,6 +8,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "client_metrics.h"
 #include "daemon.h"
 #include "log.h"
 #include "netaddr.h"
@@ -38,6 +39,10 @@ client_option_specs(struct client_options *o,
 		{ 0, "pool-max", OPT_UINT, &o->pool_max, 1, 65536, "N",
 		    "idle channels, at most (default: the open-file limit / "
 		    "128, within 16 .. 1024)" },
+		{ 0, "metrics", OPT_STRING, &o->metrics, 0, 0,
+		    "[ADDRESS:]PORT", "serve Prometheus metrics at "
+		    "http://ADDRESS:PORT/metrics (default: off; ADDRESS "
+		    "127.0.0.1)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
 		    "log every connection" },
 		{ 'q', "quiet", OPT_FLAG, &o->quiet, 0, 0, NULL,
@@ -140,6 +145,7 @@ client_init(struct client *cl, const struct client_options *o,
 		log_errx("--auth-private-key: %s", err);
 		exit(EXIT_USAGE);
 	}
+	(void)metrics_http_check(o->metrics, &cl->metrics);
 	/* Resolver for the relay's and the destinations' names: the
 	 * system's resolv.conf and /etc/hosts. */
 	cl->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -171,6 +177,8 @@ client_start_pool(struct client *cl, const struct client_options *o,
 	pc->max = (unsigned)cl->pool_max;
 	if ((cl->pool = pool_new(pc)) == NULL)
 		fatalx("cannot start the channel pool");
+	client_metrics_watch_pool(cl->pool);
+	cl->metrics_http = metrics_http_serve(cl->base, &cl->metrics);
 }
 
 /* Warn about each option of o that differs from what runs: they need a
@@ -179,6 +187,7 @@ static void
 warn_fixed_options(const struct client *cl, const struct client_options *o)
 {
 	struct sockaddr_storage ss;
+	struct metrics_addr m;
 	char host[256], err[256];
 	socklen_t len = 0;
 	uint16_t port;
@@ -199,6 +208,10 @@ warn_fixed_options(const struct client *cl, const struct client_options *o)
 	if (o->pool_min != cl->pool_min || o->pool_max != cl->pool_max_given)
 		log_warnx("reload: --pool-min/--pool-max changed: they take "
 		    "effect at the next start");
+	if (metrics_http_parse(o->metrics, &m, err, sizeof(err)) == -1 ||
+	    !metrics_addr_equal(&m, &cl->metrics))
+		log_warnx("reload: --metrics changed: it takes effect at the "
+		    "next start");
 }
 
 int
@@ -250,6 +263,8 @@ client_conn_ended(void *arg, struct bufferevent *channel)
 void
 client_free(struct client *cl)
 {
+	metrics_http_free(cl->metrics_http);
+	cl->metrics_http = NULL;
 	pool_free(cl->pool);
 	cl->pool = NULL;
 	if (cl->dns != NULL)
@@ -258,4 +273,5 @@ client_free(struct client *cl)
 	SSL_CTX_free(cl->ssl_ctx);
 	cl->ssl_ctx = NULL;
 	auth_key_wipe(&cl->key);
+	client_metrics_free();	/* the pool counted into it to the end */
 }

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include "auth.h"
+#include "metrics_http.h"
 #include "opts.h"
 
 struct bufferevent;
@@ -26,6 +27,7 @@ struct client_options {
 	const char *server_cert;	/* -c */
 	const char *auth_key;		/* -a */
 	const char *bind_address;	/* -b: NULL, the kernel chooses */
+	const char *metrics;		/* --metrics: NULL, off */
 	unsigned long group;		/* -g */
 	unsigned long pool_min, pool_max;	/* pool_max 0: derived */
 	int verbose, quiet;
@@ -44,7 +46,7 @@ struct client_options {
 unsigned long client_pool_max(const struct client_options *o);
 
 /* The option table entries both clients have; CLIENT_NSPECS of them. */
-#define CLIENT_NSPECS 9
+#define CLIENT_NSPECS 10
 void client_option_specs(struct client_options *o,
     struct opt_spec specs[CLIENT_NSPECS]);
 
@@ -60,17 +62,23 @@ struct client {
 	unsigned long group, pool_min;	/* as started */
 	unsigned long pool_max;		/* in force (derived when not given) */
 	unsigned long pool_max_given;	/* --pool-max, 0: derived */
+	struct metrics_addr metrics;	/* --metrics, as started */
+	struct metrics_http *metrics_http;
 	struct pool *pool;
 };
 
 /*
  * Check the options and load the certificate and the key.  On a bad value
- * or file prints one line and exits EXIT_USAGE.
+ * or file prints one line and exits EXIT_USAGE.  With --metrics
+ * (cl->metrics.len > 0), the daemon registers its series
+ * (client_metrics_init) before client_start_pool.
  */
 void client_init(struct client *cl, const struct client_options *o,
     struct event_base *base);
 
-/* Start the pool (role, callbacks in pc; the rest filled in here). */
+/* Start the pool (role, callbacks in pc; the rest filled in here), and
+ * serve /metrics with --metrics (exits EXIT_RUNTIME when it cannot
+ * listen). */
 void client_start_pool(struct client *cl, const struct client_options *o,
     struct pool_config *pc);
 

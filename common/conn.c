@@ -15,9 +15,11 @@
 #include <event2/event.h>
 
 #include "batch.h"
+#include "client_metrics.h"
 #include "conn_internal.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "tls.h"
 #include "wire.h"
@@ -43,6 +45,7 @@ conn_free(struct conn *c)
 
 	LIST_REMOVE(c, link);
 	nconns--;
+	metrics_add(client_metrics.connections_active, c->metrics_label, -1);
 	if (c->reaping)
 		TAILQ_REMOVE(&graveyard, c, grave);
 	if (c->dns_req != NULL) {
@@ -99,7 +102,7 @@ conn_reap(struct conn *c)
 
 struct conn *
 conn_alloc(struct event_base *base, enum channel_role role,
-    conn_end_cb *end_cb, void *end_arg)
+    unsigned metrics_label, conn_end_cb *end_cb, void *end_arg)
 {
 	struct conn *c;
 
@@ -117,8 +120,13 @@ conn_alloc(struct event_base *base, enum channel_role role,
 	c->role = role;
 	c->end_cb = end_cb;
 	c->end_arg = end_arg;
+	c->metrics_label = metrics_label;
+	c->dir_out = role == ROLE_ENTRY ? METRICS_UPSTREAM :
+	    METRICS_DOWNSTREAM;
 	LIST_INSERT_HEAD(&conns, c, link);
 	nconns++;
+	metrics_add(client_metrics.connections_total, metrics_label, 1);
+	metrics_add(client_metrics.connections_active, metrics_label, 1);
 	return c;
 }
 
@@ -189,6 +197,7 @@ void
 open_result_send(struct conn *c, uint8_t code, const char *text)
 {
 	(void)wire_send_open_result(c->channel, code, text);
+	metrics_add(client_metrics.open_results, code, 1);
 }
 
 /*
@@ -239,6 +248,7 @@ channel_open_result(struct conn *c, struct evbuffer *in,
 		conn_close(c, 1, 1);
 		return -1;
 	}
+	client_metrics_open_result(result.code, c->open_sent_us);
 	if (result.code != OPEN_OK) {
 		log_info("%s: cannot open: %s%s%s", c->label,
 		    open_code_text(result.code), result.text[0] ? ": " : "",
@@ -325,6 +335,7 @@ channel_process(struct conn *c)
 				return;
 			}
 			c->bytes_in += h.length;
+			metrics_add(client_metrics.bytes, !c->dir_out, h.length);
 			break;
 		case FRAME_FIN:
 			(void)evbuffer_drain(in, FRAME_HEADER_LEN);
@@ -418,13 +429,15 @@ channel_setup(struct conn *c, struct bufferevent *channel)
 
 struct conn *
 conn_new_source(struct event_base *base, evutil_socket_t fd,
-    const struct sockaddr *source, const char *label, const char *dest_host,
-    uint16_t dest_port, conn_end_cb *end_cb, void *end_arg)
+    const struct sockaddr *source, const char *label, unsigned metrics_label,
+    const char *dest_host, uint16_t dest_port, conn_end_cb *end_cb,
+    void *end_arg)
 {
 	char src[NETADDR_STRLEN];
 	struct conn *c;
 
-	if ((c = conn_alloc(base, ROLE_ENTRY, end_cb, end_arg)) == NULL) {
+	if ((c = conn_alloc(base, ROLE_ENTRY, metrics_label, end_cb,
+	    end_arg)) == NULL) {
 		close(fd);
 		return NULL;
 	}
@@ -461,6 +474,7 @@ conn_attach_channel(struct conn *c, struct bufferevent *channel)
 		return;
 	}
 	log_debug("%s: OPEN %s:%u", c->label, c->open.host, c->open.port);
+	c->open_sent_us = client_metrics_open_sent();
 	c->state = CONN_OPEN;
 	if (bufferevent_enable(c->plain, EV_WRITE) == -1 ||
 	    plain_read_start(c) == -1 ||

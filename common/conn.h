@@ -42,12 +42,14 @@ typedef void conn_end_cb(void *arg, struct bufferevent *channel);
 /*
  * entry-point: a new source connection (fd accepted, non-blocking) that
  * will be carried to dest_host:dest_port.  It does nothing until
- * conn_attach_channel.  label names it in log lines (the route).
+ * conn_attach_channel.  label names it in log lines (the route);
+ * metrics_label is its route's series (client_metrics.h).
  * Returns NULL (fd closed) on failure.
  */
 struct conn *conn_new_source(struct event_base *base, evutil_socket_t fd,
-    const struct sockaddr *source, const char *label, const char *dest_host,
-    uint16_t dest_port, conn_end_cb *end_cb, void *end_arg);
+    const struct sockaddr *source, const char *label, unsigned metrics_label,
+    const char *dest_host, uint16_t dest_port, conn_end_cb *end_cb,
+    void *end_arg);
 
 /*
  * entry-point: give the source its channel: sends OPEN and starts the

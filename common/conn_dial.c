@@ -259,7 +259,7 @@ conn_new_reverse(struct event_base *base, struct evdns_base *dns,
 	char port[8];
 	struct conn *c;
 
-	if ((c = conn_alloc(base, ROLE_REVERSE, end_cb, end_arg)) == NULL) {
+	if ((c = conn_alloc(base, ROLE_REVERSE, 0, end_cb, end_arg)) == NULL) {
 		batch_free(channel);
 		if (end_cb != NULL)
 			end_cb(end_arg, NULL);

@@ -54,6 +54,12 @@ struct conn {
 	int dialled;			/* an address was tried */
 	int dial_error;			/* how the last one failed: errno */
 	uint64_t bytes_out, bytes_in;	/* plain -> channel, channel -> plain */
+	/* Metrics (client_metrics.h): the series of its route (entry-point;
+	 * 0 on the reverse-proxy), the direction of bytes_out, and when
+	 * OPEN left (entry-point, microseconds; 0: not timed). */
+	unsigned metrics_label;
+	unsigned dir_out;
+	uint64_t open_sent_us;
 	char label[320];		/* for log lines */
 	conn_end_cb *end_cb;
 	void *end_arg;
@@ -64,7 +70,7 @@ struct conn {
 
 /* conn.c */
 struct conn *conn_alloc(struct event_base *base, enum channel_role role,
-    conn_end_cb *end_cb, void *end_arg);
+    unsigned metrics_label, conn_end_cb *end_cb, void *end_arg);
 /* End c (send_rst: tell the far end; reset_plain: reset the plain
  * socket); c is freed from the loop, later. */
 void conn_close(struct conn *c, int send_rst, int reset_plain);

@@ -13,9 +13,11 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "client_metrics.h"
 #include "conn_internal.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 #include "wire.h"
 
@@ -121,6 +123,7 @@ plain_readable_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->bytes_out += (uint64_t)n;
+	metrics_add(client_metrics.bytes, c->dir_out, (int64_t)n);
 	bev_kick_write(c->channel);
 	if (evbuffer_get_length(out) >= WIRE_HIGH_WATER) {
 		event_del(c->plain_rd);

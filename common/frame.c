@@ -67,6 +67,40 @@ auth_code_text(uint8_t code)
 	}
 }
 
+const char *
+open_code_name(uint8_t code)
+{
+	switch (code) {
+	case OPEN_OK: return "ok";
+	case OPEN_REFUSED: return "refused";
+	case OPEN_UNREACHABLE: return "unreachable";
+	case OPEN_RESOLVE_FAILED: return "resolve_failed";
+	case OPEN_NO_PEER: return "no_peer";
+	case OPEN_BAD_REQUEST: return "bad_request";
+	case OPEN_NOT_ALLOWED: return "not_allowed";
+	default: return "unknown";
+	}
+}
+
+const char *
+auth_code_name(uint8_t code)
+{
+	switch (code) {
+	case AUTH_OK: return "ok";
+	case AUTH_BAD_VERSION: return "bad_version";
+	case AUTH_MALFORMED: return "malformed";
+	case AUTH_UNKNOWN_KEY: return "unknown_key";
+	case AUTH_BAD_SIGNATURE: return "bad_signature";
+	case AUTH_BUSY: return "busy";
+	case AUTH_ROLE_DENIED: return "role_denied";
+	case AUTH_GROUP_DENIED: return "group_denied";
+	case AUTH_SOURCE_DENIED: return "source_denied";
+	case AUTH_KEY_FULL: return "key_full";
+	case AUTH_STOPPING: return "stopping";
+	default: return "unknown";
+	}
+}
+
 int
 frame_header_decode(const uint8_t *buf, size_t len, struct frame_header *h,
     char *err, size_t errlen)

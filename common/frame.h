@@ -114,6 +114,11 @@ const char *frame_type_name(uint8_t type);
 const char *open_code_text(uint8_t code);
 const char *auth_code_text(uint8_t code);
 
+/* Short names of the same codes, for metric labels ("unknown_key",
+ * "no_peer"): lower case, "unknown" for a code we do not know. */
+const char *open_code_name(uint8_t code);
+const char *auth_code_name(uint8_t code);
+
 /*
  * Decode a header from buf[0..len-1].  Returns 1 when a valid header was
  * read into h, 0 when more bytes are needed, -1 when the header is invalid

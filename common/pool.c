@@ -210,6 +210,8 @@ dial_failed(struct pool_chan *c, const char *why)
 	}
 	chan_close(c);
 	p->failures++;
+	if (p->redials < p->cfg.max)
+		p->redials++;
 	ms = p->refused == POOL_REFUSED ? pool_refused_backoff_ms(p->failures,
 	    randombytes_uniform) : p->refused == POOL_REFUSED_FULL ?
 	    backoff(p->failures, REFUSED_BACKOFF_MIN_MS, FULL_BACKOFF_MAX_MS,
@@ -321,6 +323,15 @@ pool_new(const struct pool_config *config)
 	}
 	pool_refill(p);
 	return p;
+}
+
+void
+pool_get_counts(const struct pool *p, struct pool_counts *counts)
+{
+	counts->idle = p->nidle;
+	counts->in_use = p->in_use;
+	counts->returning = p->nback;
+	counts->dialing = p->ndialing;
 }
 
 void

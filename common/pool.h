@@ -115,6 +115,15 @@ unsigned long pool_backoff_ms(unsigned failures,
 unsigned long pool_refused_backoff_ms(unsigned failures,
     uint32_t (*uniform)(uint32_t upper));
 
+/* The pool's channels by state now, for metrics. */
+struct pool_counts {
+	unsigned idle;			/* ready */
+	unsigned in_use;		/* handed out: carrying a connection */
+	unsigned returning;		/* back, waiting for REUSE (or RETIRE) */
+	unsigned dialing;		/* TCP, TLS or AUTH under way */
+};
+void pool_get_counts(const struct pool *p, struct pool_counts *counts);
+
 /* SIGHUP: dial the next channels with ctx (the caller keeps its own
  * reference and frees the old context when it likes: every SSL made from
  * it holds one). */

@@ -22,9 +22,11 @@
 
 #include "auth.h"
 #include "batch.h"
+#include "client_metrics.h"
 #include "daemon.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "pool_internal.h"
 #include "tls.h"
@@ -177,6 +179,8 @@ chan_auth_result(struct pool_chan *c, struct evbuffer *in,
 		dial_failed(c, "protocol error: bad AUTH_RESULT");
 		return -1;
 	}
+	metrics_add(client_metrics.auth_results, version == PROTOCOL_VERSION ?
+	    code : AUTH_BAD_VERSION, 1);
 	if (version != PROTOCOL_VERSION || code != AUTH_OK) {
 		snprintf(why, sizeof(why), "refused authentication: %s (relay "
 		    "protocol version %u)", auth_code_text(code), version);
@@ -321,6 +325,7 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 	uint8_t payload[AUTH_PAYLOAD_LEN];
 	struct auth_msg m;
 	char why[256];
+	int resumed;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		/* TCP connected and TLS handshake done. */
@@ -329,9 +334,11 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 			dial_failed(c, "cannot set up the write batch");
 			return;
 		}
+		resumed = SSL_session_reused(bufferevent_openssl_get_ssl(bev));
+		metrics_add(client_metrics.handshakes, resumed ?
+		    HANDSHAKE_RESUMED : HANDSHAKE_FULL, 1);
 		log_debug("relay %s: TLS handshake done (%s)", p->relay_name,
-		    SSL_session_reused(bufferevent_openssl_get_ssl(bev)) ?
-		    "session resumed" : "full");
+		    resumed ? "session resumed" : "full");
 		m.version = PROTOCOL_VERSION;
 		m.role = p->cfg.role;
 		m.group = p->cfg.group;
@@ -370,6 +377,8 @@ chan_event_cb(struct bufferevent *bev, short what, void *arg)
 			log_debug("relay %s: idle channel closed: %s",
 			    p->relay_name, why);
 		chan_close(c);
+		if (p->redials < p->cfg.max)
+			p->redials++;
 		pool_refill(p);
 		return;
 	}
@@ -489,6 +498,10 @@ chan_dial(struct pool *p)
 	}
 	c->pool = p;
 	chan_link(c, CHAN_DIALING);
+	if (p->redials > 0) {
+		p->redials--;
+		metrics_add(client_metrics.reconnects, 0, 1);
+	}
 	if ((ssl = tls_client_ssl_new(p->cfg.ssl_ctx, p->cfg.relay_host)) ==
 	    NULL) {
 		dial_failed(c, "cannot set up TLS");

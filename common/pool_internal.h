@@ -50,6 +50,8 @@ struct pool {
 	struct event *reaper;		/* frees the dead, from the loop */
 	unsigned ndialing, nidle, nreturning, nback, in_use, waiting;
 	unsigned failures;		/* dials failed in a row */
+	unsigned redials;		/* channels lost or dials failed, not
+					 * yet dialled again (reconnects) */
 	enum {
 		POOL_FAILED,		/* a failure like any (short backoff) */
 		POOL_REFUSED_FULL,	/* the key's channel limit */

@@ -26,6 +26,7 @@ struct route_listener {
 	struct listener *listener;
 	char where[NETADDR_STRLEN];	/* the address it is bound to */
 	int dual_stack;			/* where is [::], IPv4 too */
+	unsigned metrics_label;		/* its route's series (metrics.c) */
 	TAILQ_ENTRY(route_listener) link;
 };
 
@@ -63,5 +64,19 @@ void routes_commit(struct routes_change *ch, char *what, size_t whatlen);
 
 /* Close every route's listener (at exit). */
 void routes_free_all(void);
+
+/* metrics.c: the entry-point's series (--metrics); 0 or -1. */
+enum entry_limit {
+	ENTRY_LIMIT_CONNECTIONS,	/* --max-connections */
+	ENTRY_LIMIT_WAITING,		/* --max-waiting */
+	ENTRY_LIMIT_WAIT_TIMEOUT,	/* --wait-timeout */
+};
+int entry_metrics_init(void);
+
+/* A user connection refused or closed at limit (n of them). */
+void entry_metrics_limit(enum entry_limit limit, unsigned n);
+
+/* A reload worked (ok 1) or failed. */
+void entry_metrics_reload(int ok);
 
 #endif

@@ -120,6 +120,7 @@ wait_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* One line a pass (a second) however many gave up: a relay out of
 	 * reach with --max-waiting connections waiting is no log flood. */
+	entry_metrics_limit(ENTRY_LIMIT_WAIT_TIMEOUT, closed);
 	if (closed > 0)
 		log_warnx("no channel to relay %s within %lu s (--wait-timeout):"
 		    " closing %u connection%s", pool_relay_name(client.pool),
@@ -136,6 +137,8 @@ limit_refusal(const struct route_listener *l, const char *src)
 	static unsigned more;
 	time_t now = time(NULL);
 
+	entry_metrics_limit(nwaiters >= waiting_max ? ENTRY_LIMIT_WAITING :
+	    ENTRY_LIMIT_CONNECTIONS, 1);
 	if (now == last) {
 		more++;
 		return;
@@ -171,8 +174,9 @@ entry_accept(evutil_socket_t fd, struct sockaddr *addr, void *arg)
 		return;
 	}
 	snprintf(label, sizeof(label), "route '%s'", l->route.text);
-	c = conn_new_source(client.base, fd, addr, label, l->route.dest_host,
-	    l->route.dest_port, client_conn_ended, &client);
+	c = conn_new_source(client.base, fd, addr, label, l->metrics_label,
+	    l->route.dest_host, l->route.dest_port, client_conn_ended,
+	    &client);
 	if (c == NULL)
 		return;
 	log_debug("route '%s': connection from %s", l->route.text, src);
@@ -321,10 +325,12 @@ reload(void *arg)
 	daemon_drain_timeout(running->drain_timeout);
 	free(routes);
 	log_info("reload: %s, %s", changes, what);
+	entry_metrics_reload(1);
 	return;
 fail:
 	log_warnx("reload failed: %s; still running the previous "
 	    "configuration", err);
+	entry_metrics_reload(0);
 	settings_free(next);
 	free(routes);
 }
@@ -415,6 +421,8 @@ main(int argc, char **argv)
 
 	base = daemon_base_new();
 	client_init(&client, &running->client, base);
+	if (client.metrics.len > 0 && entry_metrics_init() == -1)
+		fatalx("cannot set up the metrics");
 	if (routes_prepare(base, routes, n, &ch, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	routes_commit(&ch, err, sizeof(err));	/* the summary: unused */

@@ -10,9 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client_metrics.h"
 #include "entry.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 
 static struct route_list running = TAILQ_HEAD_INITIALIZER(running);
 
@@ -116,6 +118,7 @@ route_listener_open(struct event_base *base, const struct route *r,
 		return -1;
 	}
 	rl->route = *r;
+	rl->metrics_label = metrics_label(client_metrics.routes, r->text);
 	netaddr_format((struct sockaddr *)&ss, rl->where);
 	rl->dual_stack = r->listen_dual_stack && ss.ss_family == AF_INET6;
 	snprintf(name, sizeof(name), "route '%s'", r->text);
@@ -253,6 +256,8 @@ routes_commit(struct routes_change *ch, char *what, size_t whatlen)
 			 * new ones get the new source filter and
 			 * destination. */
 			rl->route = *r;
+			rl->metrics_label = metrics_label(
+			    client_metrics.routes, r->text);
 			continue;
 		}
 		/* The port stops accepting now; the connections accepted

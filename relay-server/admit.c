@@ -40,6 +40,7 @@ auth_refuse(struct rchan *c, uint8_t code, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	(void)wire_send_auth_result(c->bev, code);
+	relay_metrics_auth(code);
 	/* A stranger without a known key (or without the key's signature)
 	 * is anyone: rate-limited.  A refusal of a key's rights is its
 	 * owner's business: logged each time (the client backs off). */
@@ -187,6 +188,8 @@ channel_slot_take(struct rchan *c, uint8_t role, uint32_t gid)
 		c->has_slot = 1;
 		/* Its client takes it as a refusal and backs off. */
 		(void)wire_send_auth_result(v->bev, AUTH_BUSY);
+		relay_metrics_auth(AUTH_BUSY);
+		relay_metrics_limit(RELAY_LIMIT_CHANNELS);
 		rchan_close_flush(v, LOG_LEVEL_DEBUG, "%s: idle %s channel of "
 		    "group %u closed to make room (--max-channels) for a %s "
 		    "of group %u", v->peer, role_name(v->role), v->gid,
@@ -200,6 +203,8 @@ channel_slot_take(struct rchan *c, uint8_t role, uint32_t gid)
 		c->w->last_full_warning = now;
 	}
 	(void)wire_send_auth_result(c->bev, AUTH_BUSY);
+	relay_metrics_auth(AUTH_BUSY);
+	relay_metrics_limit(RELAY_LIMIT_CHANNELS);
 	rchan_close_flush(c, LOG_LEVEL_DEBUG, NULL);
 	return -1;
 }
@@ -309,6 +314,7 @@ auth_check(struct rchan *c, const struct frame_header *h)
 		rchan_close(c, LOG_LEVEL_QUIET, "%s: out of memory", c->peer);
 		return -1;
 	}
+	relay_metrics_auth(AUTH_OK);
 	log_debug("%s: %s authenticated, group %u, key %s", c->peer,
 	    role_name(c->role), m.group, label);
 	rchan_set_state(c, R_IDLE);	/* no stranger any more */

@@ -123,6 +123,7 @@ rchan_set_state(struct rchan *c, enum rchan_state to)
 	if (to != R_AUTH)
 		stranger_leave(c);	/* authenticated, or closing */
 	relay_state_changed(c->state, to);
+	relay_metrics_state(c, c->state, to);
 	c->state = to;
 	if (to == R_IDLE) {
 		TAILQ_INSERT_TAIL(&c->w->idle[c->role % 3], c, ilink);
@@ -301,6 +302,7 @@ rchan_write_cb(struct bufferevent *bev, void *arg)
 static void
 handshake_done(struct rchan *c)
 {
+	relay_metrics_handshake(c->ssl);
 	rchan_set_state(c, R_AUTH);
 	if (batch_attach(c->bev) == -1) {
 		rchan_close(c, LOG_LEVEL_QUIET, "%s: cannot set up the write "
@@ -379,6 +381,7 @@ rchan_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
 	c->w = w;
 	c->fd = fd;
 	c->state = R_HANDSHAKE;
+	relay_metrics_accepted();
 	LIST_INSERT_HEAD(&w->rchans, c, link);
 	netaddr_format(peer, c->peer);
 	c->born = mono_now();

@@ -102,6 +102,7 @@ relay_forward(struct rchan *src, int last)
 				    "memory", src->peer);
 				return;
 			}
+			relay_metrics_bytes(src->role, n);
 			continue;
 		case FRAMESCAN_MORE:
 			break;

@@ -49,6 +49,7 @@ group_ref(struct worker *w, uint32_t id)
 			return NULL;
 		g->w = w;
 		g->id = id;
+		g->mlabel = relay_metrics_group(id);
 		TAILQ_INIT(&g->idle);
 		TAILQ_INIT(&g->waiting);
 		LIST_INSERT_HEAD(&w->groups, g, link);
@@ -183,6 +184,8 @@ group_open(struct rchan *c)
 	if (g->nwaiting >= RELAY_WAIT_MAX) {
 		(void)evbuffer_drain(in, evbuffer_get_length(in));
 		(void)wire_send_open_result(c->bev, OPEN_NO_PEER, "");
+		relay_metrics_open(OPEN_NO_PEER);
+		relay_metrics_limit(RELAY_LIMIT_WAITING);
 		rchan_close_flush(c, LOG_LEVEL_QUIET, "%s: group %u: %u OPENs "
 		    "already waiting, refusing", c->peer, g->id, g->nwaiting);
 		return;
@@ -211,6 +214,8 @@ group_open_expired(struct rchan *c)
 	/* Whatever the entry-point sent behind OPEN is dropped with it. */
 	(void)evbuffer_drain(in, evbuffer_get_length(in));
 	(void)wire_send_open_result(c->bev, OPEN_NO_PEER, text);
+	relay_metrics_open(OPEN_NO_PEER);
+	relay_metrics_limit(RELAY_LIMIT_OPEN_TIMEOUT);
 	rchan_close_flush(c, LOG_LEVEL_DEBUG, NULL);
 }
 
@@ -247,6 +252,7 @@ rchan_recycle(struct rchan *c, int last)
 	/* The relay stops: the client is told, as on an idle channel. */
 	if (relay_draining()) {
 		(void)wire_send_auth_result(c->bev, AUTH_STOPPING);
+		relay_metrics_auth(AUTH_STOPPING);
 		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: "
 		    "closing the %s channel rather than reusing it", c->peer,
 		    role_name(c->role));

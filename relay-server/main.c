@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "netaddr.h"
 #include "relay.h"
 #include "tls.h"
@@ -176,6 +177,10 @@ option_specs(struct relay_options *o, struct opt_spec specs[RELAY_NSPECS])
 		    "SECONDS", "on SIGTERM or SIGINT, how long the connections "
 		    "in flight may take to finish (default 30; 0: stop at "
 		    "once)" },
+		{ 0, "metrics", OPT_STRING, &o->metrics, 0, 0,
+		    "[ADDRESS:]PORT", "serve Prometheus metrics at "
+		    "http://ADDRESS:PORT/metrics (default: off; ADDRESS "
+		    "127.0.0.1)" },
 		{ 'v', "verbose", OPT_FLAG, &o->verbose, 0, 0, NULL,
 		    "log every channel" },
 		{ 'q', "quiet", OPT_FLAG, &o->quiet, 0, 0, NULL,
@@ -285,6 +290,8 @@ main(int argc, char **argv)
 {
 	struct opt_spec specs[RELAY_NSPECS];
 	struct relay_options ro;
+	struct metrics_http *metrics = NULL;
+	struct metrics_addr maddr;
 	struct relay_config cfg;
 	struct event_base *base;
 	struct opts o;
@@ -295,6 +302,9 @@ main(int argc, char **argv)
 	daemon_parse_options(&o, specs, RELAY_NSPECS, argc, argv, PROGNAME,
 	    RELAY_USAGE);
 	daemon_log_init(PROGNAME, ro.verbose, ro.quiet);
+	if (metrics_http_check(ro.metrics, &maddr) &&
+	    relay_metrics_init() == -1)
+		fatalx("cannot set up the metrics");
 	if (config_load(&cfg, &ro, &nkeys) == -1) {
 		opts_free(&o);
 		return EXIT_USAGE;
@@ -305,6 +315,8 @@ main(int argc, char **argv)
 	if (relay_init(base, &cfg) == -1)
 		fatalx("cannot start the relay's workers");
 	listen_all(cfg.workers, ro.host, ro.port);
+	/* On worker 0's loop: a scrape reads atomics, no worker waits. */
+	metrics = metrics_http_serve(base, &maddr);
 	limits_log(&cfg, &ro);
 	daemon_on_status(base, relay_status, NULL);
 	reload_setup(base, argc, argv, &ro, &o);
@@ -320,6 +332,8 @@ main(int argc, char **argv)
 		listener_free(listeners[i].l);
 	free(listeners);
 	relay_shutdown();
+	metrics_http_free(metrics);
+	relay_metrics_free();
 	daemon_base_free(base);
 	creds_free();
 	reload_free();

@@ -153,6 +153,7 @@ struct rchan {
 	struct group *group;
 	uint32_t gid;			/* group id, kept while moving */
 	struct rchan *partner;		/* R_PAIRED: its partner's points back */
+	unsigned mgroup;		/* entry-point, paired: group label */
 	/* Paired: what has passed from this side in this pairing. */
 	int paused;			/* reading stopped: partner full */
 	int opened;			/* entry-point: its OPEN passed */
@@ -191,6 +192,7 @@ struct group {
 	unsigned nidle_role[3];		/* R_IDLE channels, by role */
 	unsigned published;		/* nwaiting, as the exchange knows it */
 	unsigned arrived;		/* channels moved here, not yet told */
+	unsigned mlabel;		/* its label in the metrics */
 	int unused;			/* on its worker's unused list */
 	LIST_ENTRY(group) link;		/* every group of its worker */
 	TAILQ_ENTRY(group) unused_link;
@@ -239,10 +241,11 @@ struct relay_options {
 	unsigned long max_channels, workers;	/* 0: derived (limits.c) */
 	unsigned long drain_timeout;
 	unsigned long max_handshakes, max_handshakes_source;	/* the same */
+	const char *metrics;			/* --metrics: NULL, off */
 	int verbose, quiet;
 };
 
-#define RELAY_NSPECS 15
+#define RELAY_NSPECS 16
 #define RELAY_USAGE "relay-server [-p PORT] [--host ADDR] [-c CERT] " \
     "[-k KEY] [-a PUBKEYS] [options]"
 
@@ -539,6 +542,43 @@ int relay_drain_busy(void);
 
 /* rchan_set_state says so: counts the states relay_drain_busy asks. */
 void relay_state_changed(enum rchan_state from, enum rchan_state to);
+
+/* --- metrics.c: the relay's series (--metrics) --- */
+
+#define RELAY_METRICS_GROUPS 64		/* group labels; the rest "other" */
+
+enum relay_limit {
+	RELAY_LIMIT_CHANNELS,		/* --max-channels */
+	RELAY_LIMIT_HANDSHAKES,		/* --max-handshakes(-per-source) */
+	RELAY_LIMIT_WAITING,		/* RELAY_WAIT_MAX OPENs queued */
+	RELAY_LIMIT_OPEN_TIMEOUT,	/* --open-timeout */
+	RELAY_LIMIT_N
+};
+
+/* Register the series (before the workers run); 0 or -1.  Free them
+ * (after the workers are gone): every call below does nothing again. */
+int relay_metrics_init(void);
+void relay_metrics_free(void);
+/* The label of group id (claimed if new; any thread). */
+unsigned relay_metrics_group(uint32_t id);
+/* A TCP connection accepted (a channel in R_HANDSHAKE). */
+void relay_metrics_accepted(void);
+/* c goes from one state to another (rchan_set_state). */
+void relay_metrics_state(struct rchan *c, enum rchan_state from,
+    enum rchan_state to);
+/* n bytes passed from a channel of role to its partner. */
+void relay_metrics_bytes(uint8_t role, size_t n);
+/* A TLS handshake done on ssl (full or resumed). */
+void relay_metrics_handshake(SSL *ssl);
+/* An AUTH_RESULT code sent; an OPEN_RESULT code sent by the relay. */
+void relay_metrics_auth(uint8_t code);
+void relay_metrics_open(uint8_t code);
+/* A stranger closed, and why. */
+void relay_metrics_stranger(enum stranger_end why);
+/* A limit refused or closed something. */
+void relay_metrics_limit(enum relay_limit limit);
+/* A reload worked (ok 1) or failed. */
+void relay_metrics_reload(int ok);
 
 /* Close every channel and free the workers (after relay_run). */
 void relay_shutdown(void);

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "daemon.h"
+#include "metrics_http.h"
 #include "tls.h"
 
 #define DIFF_LIST_MAX 600	/* characters of fingerprints in the line */
@@ -109,8 +110,9 @@ describe_keys(const struct keyset *old, const struct keyset *new,
 static void
 warn_fixed(const struct relay_options *o)
 {
+	struct metrics_addr ma, mb;
 	const char *names[8];
-	char list[256] = "";
+	char list[256] = "", err[256];
 	size_t n = 0, i;
 
 	if (o->port != running.port)
@@ -128,6 +130,10 @@ warn_fixed(const struct relay_options *o)
 	    o->open_timeout != running.open_timeout ||
 	    o->idle_timeout != running.idle_timeout)
 		names[n++] = "the timeouts";
+	if (metrics_http_parse(o->metrics, &ma, err, sizeof(err)) == -1 ||
+	    metrics_http_parse(running.metrics, &mb, err, sizeof(err)) == -1 ||
+	    !metrics_addr_equal(&ma, &mb))
+		names[n++] = "--metrics";
 	if (o->verbose != running.verbose || o->quiet != running.quiet)
 		names[n++] = "-v/-q";
 	for (i = 0; i < n; i++)
@@ -157,6 +163,7 @@ reload(void *arg)
 		log_warnx("reload failed: %s; still running the previous "
 		    "configuration", err);
 		opts_free(&o);
+		relay_metrics_reload(0);
 		return;
 	}
 	if ((ctx = tls_server_ctx_new(ro.cert, ro.key, msg, sizeof(msg))) ==
@@ -164,6 +171,7 @@ reload(void *arg)
 		log_warnx("reload failed: %s; still running the previous "
 		    "configuration", msg);
 		opts_free(&o);
+		relay_metrics_reload(0);
 		return;
 	}
 	if (keyset_load(ro.pub, &ks, msg, sizeof(msg)) == -1) {
@@ -171,6 +179,7 @@ reload(void *arg)
 		    "the previous configuration", msg);
 		SSL_CTX_free(ctx);
 		opts_free(&o);
+		relay_metrics_reload(0);
 		return;
 	}
 	warn_fixed(&ro);
@@ -191,6 +200,7 @@ reload(void *arg)
 	running_opts = o;
 	running = ro;
 	daemon_drain_timeout(ro.drain_timeout);
+	relay_metrics_reload(1);
 }
 
 void

@@ -200,6 +200,7 @@ stranger_close(struct rchan *c, enum stranger_end why, const char *fmt, ...)
 	va_list ap;
 
 	atomic_fetch_add(&ends[why], 1);
+	relay_metrics_stranger(why);
 	last = atomic_load(&last_logged[why]);
 	if ((last == 0 || now - last >= STRANGER_LOG_SECONDS) &&
 	    atomic_compare_exchange_strong(&last_logged[why], &last, now)) {

@@ -188,6 +188,7 @@ refuse_open(struct rchan *c)
 	/* Whatever the entry-point sent behind OPEN goes with it. */
 	(void)evbuffer_drain(in, evbuffer_get_length(in));
 	(void)wire_send_open_result(c->bev, OPEN_NO_PEER, "relay stopping");
+	relay_metrics_open(OPEN_NO_PEER);
 	rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: refusing "
 	    "an OPEN", c->peer);
 }
@@ -207,6 +208,7 @@ rchan_drain(struct rchan *c)
 			break;
 		}
 		(void)wire_send_auth_result(c->bev, AUTH_STOPPING);
+		relay_metrics_auth(AUTH_STOPPING);
 		rchan_close_flush(c, LOG_LEVEL_DEBUG, "%s: the relay stops: "
 		    "closing an idle %s channel", c->peer, role_name(c->role));
 		break;

@@ -15,10 +15,12 @@
 
 #include "allow.h"
 #include "client.h"
+#include "client_metrics.h"
 #include "conn.h"
 #include "daemon.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 
 #define PROGNAME "reverse-proxy"
@@ -138,6 +140,7 @@ reload(void *arg)
 	    sizeof(err)) == -1) {
 		log_warnx("reload failed: %s; still running the previous "
 		    "configuration", err);
+		metrics_add(client_metrics.reloads, METRICS_RELOAD_FAILED, 1);
 		allow_free(&list);
 		opts_free(&next->opts);
 		free(next);
@@ -153,6 +156,7 @@ reload(void *arg)
 	daemon_drain_timeout(running.drain_timeout);
 	log_info("reload: allow-list %s, %s", strcmp(before, after) == 0 ?
 	    "unchanged" : "changed", what);
+	metrics_add(client_metrics.reloads, METRICS_RELOAD_OK, 1);
 	if (strcmp(before, after) != 0)
 		log_allow("reload: ");
 }
@@ -220,6 +224,9 @@ main(int argc, char **argv)
 
 	base = daemon_base_new();
 	client_init(&client, &running.client, base);
+	/* No limits of its own: the pool's size is its only one. */
+	if (client.metrics.len > 0 && client_metrics_init(0, NULL, 0) == -1)
+		fatalx("cannot set up the metrics");
 	memset(&pc, 0, sizeof(pc));
 	pc.role = ROLE_REVERSE;
 	pc.on_open = channel_opened;
