@@ -197,7 +197,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		drain_end(base);
 		return;
 	}
-	notify_send("STOPPING=1");
+	notify_stopping(drain.set ? drain.timeout : 0);
 	if (!drain.set || drain.timeout == 0) {
 		if (drain.set)
 			log_info("%s, shutting down (--drain-timeout 0: %u "

@@ -116,3 +116,17 @@ notify_reloaded(void)
 	if (ready)	/* else READY=1 comes when the daemon serves */
 		notify_send("READY=1");
 }
+
+void
+notify_stopping(unsigned long drain_seconds)
+{
+	char msg[96];
+
+	if (drain_seconds == 0) {
+		notify_send("STOPPING=1");
+		return;
+	}
+	snprintf(msg, sizeof(msg), "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
+	    ((unsigned long long)drain_seconds + NOTIFY_STOP_MARGIN) * 1000000ULL);
+	notify_send(msg);
+}

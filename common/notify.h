@@ -29,4 +29,11 @@ void notify_status(const char *status);
 void notify_reloading(void);
 void notify_reloaded(void);
 
+/* STOPPING=1; with a drain of drain_seconds (0: none), also
+ * EXTEND_TIMEOUT_USEC= for the drain and NOTIFY_STOP_MARGIN seconds more,
+ * so that a --drain-timeout longer than the unit's TimeoutStopSec= is not
+ * cut short by SIGKILL (systemd 236 and later; older ones ignore it). */
+#define NOTIFY_STOP_MARGIN 15
+void notify_stopping(unsigned long drain_seconds);
+
 #endif

@@ -4,8 +4,8 @@
    reverse-proxy, an abstract "@name" for the entry-point), each daemon sends READY=1 with a
    STATUS= line once it serves: the relay when it listens, the reverse-proxy and the
    entry-point at their first authenticated channel (the entry-point's routes listen before);
-   on SIGHUP, RELOADING=1 with MONOTONIC_USEC=, then READY=1 again; on SIGTERM, STOPPING=1.
-   The relay sends STATUS= again every 10 s.
+   on SIGHUP, RELOADING=1 with MONOTONIC_USEC=, then READY=1 again; on SIGTERM, STOPPING=1 with
+   EXTEND_TIMEOUT_USEC= for the drain.  The relay sends STATUS= again every 10 s.
 2. With $JOURNAL_STREAM naming the daemon's standard error (device:inode, as systemd sets it),
    every line starts with its syslog priority: <3> an error it stops on, <4> a warning, <6> the
    start-up lines, <7> the -v lines.  Without it, or when it names another file (a shell that
@@ -141,11 +141,13 @@ def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path
         since = relay_n.messages[i][0] - ready_at
         assert 9.0 < since < 11.0 + SLOW, "the status timer said it after %.1f s" % since
 
-        # SIGTERM: STOPPING=1.
+        # SIGTERM: STOPPING=1, and the time the drain (--drain-timeout, 30 s by default) may
+        # take and 15 s more: a longer drain than TimeoutStopSec= is not cut short.
         for n, d in ((ep_n, ep), (rp_n, rp), (relay_n, t.relay)):
             mark = len(n.texts())
             assert d.stop() == 0
-            n.wait_for(r"(^|\n)STOPPING=1(\n|$)", after=mark, timeout=2)
+            i = n.wait_for(r"(^|\n)STOPPING=1(\n|$)", after=mark, timeout=2)
+            assert "EXTEND_TIMEOUT_USEC=45000000" in n.texts()[i].split("\n"), n.texts()[i]
     finally:
         for n in sockets:
             n.close()
