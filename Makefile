@@ -179,7 +179,10 @@ $(OBJ)/%.o: %.c
 # only when the commit changes, so that only version.o is rebuilt then.
 # (make deb passes it in: the package is built from a copy without .git.)
 ifndef TRP_COMMIT
-TRP_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+# (safe.directory: 'make && sudo make install' runs git as root in a tree
+# another user owns, which git otherwise refuses as "dubious ownership".)
+TRP_COMMIT := $(shell git -c safe.directory='$(CURDIR)' describe --always --dirty --abbrev=12 \
+	2>/dev/null || echo unknown)
 endif
 $(BUILD)/commit: FORCE
 	@mkdir -p $(dir $@)

@@ -86,6 +86,27 @@ def test_install_again_keeps_a_changed_config_and_uninstall_keeps_etc(tmp_path):
     assert "kept" in p.stdout
 
 
+def test_root_sees_the_commit_of_a_tree_another_user_owns(tmp_path):
+    """`make && sudo make install`: root's git refuses a tree another user owns ("dubious
+    ownership"), and the commit stamp then said "unknown", so make install relinked the
+    programs as root with --version naming no commit."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to give the tree to another user)")
+    clone = tmp_path / "tree"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(REPO), str(clone)], check=True,
+                   timeout=60)
+    shutil.copy(REPO / "Makefile", clone / "Makefile")  # this tree's, committed or not
+    subprocess.run(["chown", "-R", "nobody", str(clone)], check=True, timeout=60)
+    env = dict(os.environ, HOME=str(tmp_path))   # no safe.directory of root's own
+    p = subprocess.run(["make", "-s", "-C", str(clone), "build/linux/amd64/commit"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    stamp = (clone / "build/linux/amd64/commit").read_text().strip()
+    assert stamp.startswith(head), (stamp, head)
+
+
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     """make deb, once: the path of the .deb (and the make output)."""
