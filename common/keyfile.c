@@ -11,19 +11,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Whether st is a file of the service manager's credentials directory
- * ($CREDENTIALS_DIRECTORY: a file system of its own, mounted for the
- * unit): on the same device. */
+/* Whether st (opened as path) is a file of the service manager's
+ * credentials directory ($CREDENTIALS_DIRECTORY, a file system of its own
+ * mounted for the unit): the file the path names, directly in that
+ * directory, and on its device.  (The device alone would let in a
+ * group-readable key anywhere else on the same file system, which matters
+ * where the directory is no mount of its own.) */
 static int
-is_credential(const struct stat *st)
+is_credential(const struct stat *st, const char *path)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	struct stat dst;
+	char *rdir = NULL, *rpath = NULL, *slash;
+	struct stat dst, pst;
+	int yes = 0;
 
-	if (dir == NULL || dir[0] != '/' || stat(dir, &dst) == -1 ||
-	    !S_ISDIR(dst.st_mode))
+	if (dir == NULL || dir[0] != '/')
 		return 0;
-	return dst.st_dev == st->st_dev;
+	if ((rdir = realpath(dir, NULL)) == NULL ||
+	    (rpath = realpath(path, NULL)) == NULL)
+		goto done;
+	if (stat(rpath, &pst) == -1 || pst.st_dev != st->st_dev ||
+	    pst.st_ino != st->st_ino)
+		goto done;	/* the path no longer names what was opened */
+	if (stat(rdir, &dst) == -1 || !S_ISDIR(dst.st_mode) ||
+	    dst.st_dev != st->st_dev)
+		goto done;
+	slash = strrchr(rpath, '/');	/* realpath's answer is absolute */
+	*slash = '\0';
+	yes = strcmp(rpath, rdir) == 0;
+done:
+	free(rdir);
+	free(rpath);
+	return yes;
 }
 
 int
@@ -46,7 +65,7 @@ keyfile_check(int fd, const char *path, char *err, size_t errlen)
 	 * ACLs (tmpfs; on ramfs it chowns instead): the ACL's mask then shows
 	 * as the group's read bit, with no group able to read it.  There the
 	 * group may have "r"; never "w", and others nothing. */
-	if (is_credential(&st))
+	if (is_credential(&st, path))
 		refused = S_IWGRP | S_IXGRP | S_IRWXO;
 	if (st.st_mode & refused) {
 		snprintf(err, errlen, "%s: permissions %04o are too open for "

@@ -128,8 +128,8 @@ test_any_group_or_other_bit_is_refused(void **state)
 /* A systemd credential (a file on the device of $CREDENTIALS_DIRECTORY)
  * may show the group's read bit: the mask of the ACL entry by which
  * systemd lets the service's user read it.  Nothing else is relaxed, and
- * without the variable, or for a directory on another device, 0440 is
- * refused as before. */
+ * without the variable, for a directory on another device, or for a key
+ * outside that directory on the same device, 0440 is refused as before. */
 static void
 test_a_credential_may_show_the_acl_mask_as_group_read(void **state)
 {
@@ -147,6 +147,17 @@ test_a_credential_may_show_the_acl_mask_as_group_read(void **state)
 		if (check_mode(bad[i], err, sizeof(err)) != -1)
 			fail_msg("a credential at %04o accepted", (unsigned)bad[i]);
 
+	/* Another directory of the same file system: not a credential. */
+	{
+		char other[sizeof(key) + 8];
+
+		snprintf(other, sizeof(other), "%s/creds", dir);
+		assert_int_equal(mkdir(other, 0700), 0);
+		assert_int_equal(setenv("CREDENTIALS_DIRECTORY", other, 1), 0);
+		assert_int_equal(check_mode(0440, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "permissions 0440 are too open"));
+		assert_int_equal(rmdir(other), 0);
+	}
 	assert_int_equal(setenv("CREDENTIALS_DIRECTORY", "/proc", 1), 0);
 	assert_int_equal(check_mode(0440, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "permissions 0440 are too open"));
