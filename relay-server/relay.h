@@ -487,6 +487,10 @@ void group_offer(struct group *g);
 /* Is any OPEN waiting on another worker for a channel?  (A hint.) */
 int relay_wanted(void);
 
+/* slots.c: the counts shared by the workers, lock-free.  relay_init calls
+ * relay_slots_init first. */
+void relay_slots_init(unsigned max_channels);
+
 /* A channel slot of --max-channels for a channel of role: 0, or -1 when
  * all are taken. */
 int relay_slot_take(uint8_t role);
@@ -542,6 +546,9 @@ int relay_drain_busy(void);
 
 /* rchan_set_state says so: counts the states relay_drain_busy asks. */
 void relay_state_changed(enum rchan_state from, enum rchan_state to);
+
+/* Is a channel paired, or closing with something still to write? */
+int relay_channels_busy(void);
 
 /* --- metrics.c: the relay's series (--metrics) --- */
 

@@ -45,31 +45,14 @@ struct xgroup {
 struct relay_config relay_cfg;
 static struct worker *workers;
 static unsigned nworkers;
-static struct limit slots;		/* --max-channels, all workers */
 static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(, xgroup) xgroups = LIST_HEAD_INITIALIZER(xgroups);
 static atomic_uint xneed;		/* channels wanted, all groups */
 
-static atomic_uint role_slots[3];	/* of slots, by role */
-
 /* The graceful stop (relay_drain). */
 static atomic_int draining;
 static atomic_uint drained;		/* workers whose pass is done */
-static atomic_uint npaired, nclosing;	/* channels in those states */
 static void (*drain_listeners)(unsigned worker);
-
-void
-relay_state_changed(enum rchan_state from, enum rchan_state to)
-{
-	if (from == R_PAIRED)
-		atomic_fetch_sub(&npaired, 1);
-	else if (from == R_CLOSING)
-		atomic_fetch_sub(&nclosing, 1);
-	if (to == R_PAIRED)
-		atomic_fetch_add(&npaired, 1);
-	else if (to == R_CLOSING)
-		atomic_fetch_add(&nclosing, 1);
-}
 
 int
 relay_draining(void)
@@ -77,53 +60,10 @@ relay_draining(void)
 	return atomic_load(&draining);
 }
 
-unsigned
-relay_pairs(void)
-{
-	/* Odd only for a moment, while a pair is made or unmade. */
-	return (atomic_load(&npaired) + 1) / 2;
-}
-
 int
 relay_drain_busy(void)
 {
-	return atomic_load(&drained) < nworkers ||
-	    atomic_load(&npaired) > 0 || atomic_load(&nclosing) > 0;
-}
-
-int
-relay_slot_take(uint8_t role)
-{
-	if (limit_take(&slots) == -1)
-		return -1;
-	atomic_fetch_add(&role_slots[role % 3], 1);
-	return 0;
-}
-
-void
-relay_slot_give(uint8_t role)
-{
-	atomic_fetch_sub(&role_slots[role % 3], 1);
-	limit_give(&slots);
-}
-
-unsigned
-relay_slots_of(uint8_t role)
-{
-	return atomic_load(&role_slots[role % 3]);
-}
-
-void
-relay_slot_pass(uint8_t from, uint8_t to)
-{
-	atomic_fetch_sub(&role_slots[from % 3], 1);
-	atomic_fetch_add(&role_slots[to % 3], 1);
-}
-
-unsigned
-relay_slots_used(void)
-{
-	return limit_used(&slots);
+	return atomic_load(&drained) < nworkers || relay_channels_busy();
 }
 
 int
@@ -479,7 +419,7 @@ relay_init(struct event_base *base, const struct relay_config *cfg)
 	unsigned i;
 
 	relay_cfg = *cfg;
-	limit_init(&slots, cfg->max_channels);
+	relay_slots_init(cfg->max_channels);
 	nworkers = cfg->workers > 0 ? cfg->workers : 1;
 	if ((workers = calloc(nworkers, sizeof(*workers))) == NULL)
 		return -1;
