@@ -234,8 +234,11 @@ deps:
 	    echo "missing Debian packages; run: sudo apt-get install -y" $$missing >&2; exit 1; \
 	fi
 
+# (The builds use every core; the tests then run one at a time.)
+NPROC := $(shell nproc 2>/dev/null || echo 1)
 test: deps
-	@$(MAKE) --no-print-directory build-cross-ready
+	@$(MAKE) --no-print-directory -j$(NPROC) $(BINS) $(TOOLS) $(UNIT_BINS)
+	@$(MAKE) --no-print-directory -j$(NPROC) build-cross-ready
 	@$(MAKE) --no-print-directory test-unit test-integration
 
 # The foreign platforms' compilers, libraries and qemu-user (common/NOTES.md,
@@ -275,12 +278,28 @@ test-unit: $(UNIT_BINS)
 # The suite runs once per relay worker count (one event loop; two threads).
 RELAY_WORKERS ?= 1 2
 
+# The few tests marked timer_bound spend their time waiting on the protocol's
+# own timers (a relay frozen past the clients' 15 s dead-channel time, the
+# idle timeouts), with next to no CPU: they run once, in a pytest of their
+# own beside the first pass (their output follows it), instead of adding
+# their minute to the second.  (pytest's exit 5: none selected by PYTEST_ARGS.)
+PYTEST_ENV = TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE)
+TIMER_LOG := $(BUILD)/tests/timer-bound.log
 test-integration: $(BINS) $(TOOLS)
-	@set -e; for w in $(RELAY_WORKERS); do \
+	@mkdir -p $(dir $(TIMER_LOG)); \
+	$(PYTEST_ENV) TRP_RELAY_WORKERS=2 $(PYTHON) -m pytest -q -m timer_bound \
+	    --durations=5 tests/integration $(PYTEST_ARGS) > $(TIMER_LOG) 2>&1 & timer=$$!; \
+	first=1; for w in $(RELAY_WORKERS); do \
 	    echo "== integration tests, relay-server --workers $$w"; \
-	    TRP_BIN_DIR=$(abspath $(BUILD)) TRP_SANITIZE=$(SANITIZE) \
-	    TRP_RELAY_WORKERS=$$w $(PYTHON) -m pytest -q --durations=10 tests/integration \
-	    $(PYTEST_ARGS); done
+	    $(PYTEST_ENV) TRP_RELAY_WORKERS=$$w $(PYTHON) -m pytest -q --durations=10 \
+	        -m "not timer_bound" tests/integration $(PYTEST_ARGS) || rc=$$?; \
+	    if [ $$first = 1 ]; then first=0; \
+	        wait $$timer || trc=$$?; \
+	        echo "== integration tests that wait on timers (run beside the first pass)"; \
+	        cat $(TIMER_LOG); \
+	        if [ "$${trc:-0}" != 0 ] && [ "$${trc:-0}" != 5 ]; then rc=$$trc; fi; fi; \
+	    if [ "$${rc:-0}" != 0 ]; then exit $$rc; fi; \
+	done
 
 demo: deps
 	@$(MAKE) --no-print-directory -s all

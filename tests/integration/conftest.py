@@ -70,6 +70,16 @@ run_once = pytest.mark.skipif(RELAY_WORKERS not in ("", "2"),
                               reason="run once, with two relay workers")
 
 
+# For the tests that spend their time waiting on the protocol's own timers, with next to no
+# CPU: `make test` runs them in a pytest of their own, beside the first pass (Makefile).
+timer_bound = pytest.mark.timer_bound
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "timer_bound: waits on the protocol's timers, little CPU "
+                            "(make test runs these beside the first pass)")
+
+
 def scaled(normal, sanitized):
     """The value to use for this build: normal, or sanitized under TRP_SANITIZE=1."""
     return sanitized if SANITIZE else normal

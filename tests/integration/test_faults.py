@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from conftest import SLOW, KiB, connect, free_port, run_once
+from conftest import SLOW, KiB, connect, free_port, run_once, timer_bound
 
 STREAMS = 8
 
@@ -90,6 +90,7 @@ def test_reverse_proxy_killed_mid_transfer_ends_its_connections(tunnel, echo_ser
         assert t.probe()
 
 
+@timer_bound
 @run_once
 def test_relay_frozen_for_20_s_then_the_tunnel_mends_itself(tunnel):
     t = tunnel()

@@ -11,7 +11,8 @@ import os
 import signal
 import time
 
-from conftest import connect, free_port, pseudo_random, recv_exactly, run_once, SLOW
+from conftest import (connect, free_port, pseudo_random, recv_exactly, run_once, SLOW,
+                      timer_bound)
 from test_reuse import echo_once
 
 IDLE_TIMEOUT = 10  # seconds, the smallest the relay takes
@@ -19,6 +20,7 @@ CLIENT_DEAD_AFTER = 15  # seconds: an idle channel the clients hear nothing on i
 QUIET = max(IDLE_TIMEOUT, CLIENT_DEAD_AFTER) + 3  # longer than either
 
 
+@timer_bound
 @run_once
 def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
     echo = echo_server()
@@ -46,6 +48,7 @@ def test_quiet_connections_outlive_the_idle_timeout(tunnel, echo_server):
     assert "channel ended" not in t.relay.log(), t.relay.log_tail()
 
 
+@timer_bound
 @run_once
 def test_silent_idle_channel_is_dropped(tunnel):
     t = tunnel(entry_point=False, relay_args=["-v", "--idle-timeout", str(IDLE_TIMEOUT)])
