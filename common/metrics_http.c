@@ -1,11 +1,14 @@
 #include "metrics_http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/queue.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -20,14 +23,37 @@
 #include "metrics.h"
 #include "netaddr.h"
 
+/* A connection evhttp accepted, counted until evhttp closes it or its
+ * lifetime ends.  It holds a reference on the bufferevent, so the pointer
+ * (and the descriptor, closed with the bufferevent's last reference) stays
+ * valid for as long as the entry lives, whoever freed the connection. */
+struct mconn {
+	struct metrics_http *h;
+	struct bufferevent *bev;
+	struct event *deadline;		/* first at once (arm), then the end */
+	struct event *closed;		/* EV_CLOSED: the client has gone */
+	int armed;
+	LIST_ENTRY(mconn) link;
+};
+
 struct metrics_http {
 	struct evhttp *http;
 	struct evconnlistener *listener;	/* the evhttp's (it frees it) */
-	struct event *resume;		/* the next second: accept again */
-	time_t second;			/* the second accepts are counted in */
-	unsigned accepts;		/* in it */
-	int paused;
+	struct event *resume;		/* after an accept error: again */
+	LIST_HEAD(, mconn) conns;
+	unsigned nconns;		/* on conns */
+	int full;			/* nconns reached the cap: paused */
+	int erred;			/* accept failed: paused a second */
+	int closing;			/* metrics_http_free: evhttp_free runs */
+	int listed;			/* on servers */
+	time_t error_logged;
+	LIST_ENTRY(metrics_http) link;	/* on servers */
 };
+
+/* Every server started (the daemon's main thread only): the listener's
+ * error callback gets evhttp's argument, not ours, and finds its server
+ * here. */
+static LIST_HEAD(, metrics_http) servers = LIST_HEAD_INITIALIZER(servers);
 
 /* A port: 1 to 5 digits, 0..65535.  Returns 0 or -1. */
 static int
@@ -56,6 +82,7 @@ metrics_http_parse(const char *text, struct metrics_addr *a, char *err,
 	char host[NETADDR_STRLEN];
 	const char *port_text, *colon;
 	struct addrinfo hints, *res;
+	struct in6_addr probe;		/* room for either family */
 	uint16_t port;
 	size_t hlen;
 	int r;
@@ -87,6 +114,14 @@ metrics_http_parse(const char *text, struct metrics_addr *a, char *err,
 	    &port) == -1)
 		goto bad;
 	host[hlen] = '\0';
+	/* Dotted quads only (getaddrinfo would take inet_aton's "0", "1"
+	 * or octal "017.0.0.1"); IPv6 only in brackets. */
+	if (inet_pton(text[0] == '[' ? AF_INET6 : AF_INET, host, &probe) !=
+	    1) {
+		snprintf(err, errlen, "'%s': '%s' is not an %s address", text,
+		    host, text[0] == '[' ? "IPv6" : "IPv4 (a.b.c.d)");
+		return -1;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_flags = AI_NUMERICHOST;
 	hints.ai_socktype = SOCK_STREAM;
@@ -162,9 +197,117 @@ reply(struct evhttp_request *req)
 }
 
 static void
+listener_update(struct metrics_http *h)
+{
+	if (h->closing)
+		return;		/* evhttp_free has freed the listener */
+	if (h->full || h->erred)
+		(void)evconnlistener_disable(h->listener);
+	else if (evconnlistener_enable(h->listener) == -1)
+		log_warnx("metrics: cannot accept again");
+}
+
+/* The connection is no longer counted: its reference goes (the last one
+ * when evhttp is done with it: the descriptor closes then). */
+static void
+mconn_release(struct mconn *m)
+{
+	struct metrics_http *h = m->h;
+
+	LIST_REMOVE(m, link);
+	h->nconns--;
+	event_free(m->deadline);
+	if (m->closed != NULL)
+		event_free(m->closed);
+	bufferevent_decref(m->bev);
+	free(m);
+	if (h->full && h->nconns < METRICS_HTTP_CONNS) {
+		h->full = 0;
+		listener_update(h);
+	}
+}
+
+static struct mconn *
+mconn_of(struct metrics_http *h, struct bufferevent *bev)
+{
+	struct mconn *m;
+
+	LIST_FOREACH(m, &h->conns, link)
+		if (m->bev == bev)
+			return m;
+	return NULL;
+}
+
+/* evhttp frees a connection that has had a request. */
+static void
+closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct metrics_http *h = arg;
+	struct mconn *m = mconn_of(h, evhttp_connection_get_bufferevent(evcon));
+
+	if (m != NULL)
+		mconn_release(m);
+}
+
+/*
+ * The client closed (EV_CLOSED: the kernel says so, without a read).  A
+ * connection without a request has no close callback of evhttp's; evhttp
+ * sees the end of file itself and frees it, and the count need not wait
+ * for the lifetime to end.
+ */
+static void
+closed_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	mconn_release(arg);
+}
+
+/*
+ * First, on the loop's next turn (evhttp gives the bufferevent its
+ * descriptor after bev_cb): watch the descriptor for the client's close,
+ * and arm the lifetime.  Then, METRICS_HTTP_LIFETIME seconds after the
+ * accept (evhttp's own timeout is reset by every byte, so a request
+ * trickled in would keep the connection for hours): evhttp is told of an
+ * end of file, as if the client had closed, and frees the connection; one
+ * it freed already has no callbacks left and hears nothing.
+ */
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mconn *m = arg;
+	struct event_base *base = bufferevent_get_base(m->bev);
+	struct timeval life = { METRICS_HTTP_LIFETIME, 0 };
+	evutil_socket_t sock;
+
+	(void)fd;
+	(void)what;
+	if (!m->armed) {
+		m->armed = 1;
+		sock = bufferevent_getfd(m->bev);
+		if (sock >= 0 && (event_base_get_features(base) &
+		    EV_FEATURE_EARLY_CLOSE) &&
+		    ((m->closed = event_new(base, sock, EV_CLOSED, closed_ev_cb,
+		    m)) == NULL || event_add(m->closed, NULL) == -1)) {
+			if (m->closed != NULL)
+				event_free(m->closed);
+			m->closed = NULL;	/* the lifetime still holds */
+		}
+		if (evtimer_add(m->deadline, &life) == 0)
+			return;
+	}
+	bufferevent_trigger_event(m->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
+	    0);
+	mconn_release(m);
+}
+
+static void
 request_cb(struct evhttp_request *req, void *arg)
 {
-	(void)arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+	if (evcon != NULL)
+		evhttp_connection_set_closecb(evcon, closed_cb, arg);
 	reply(req);
 }
 
@@ -175,38 +318,82 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	h->paused = 0;
-	if (evconnlistener_enable(h->listener) == -1)
-		log_warnx("metrics: cannot accept again");
+	h->erred = 0;
+	listener_update(h);
+}
+
+/* accept failed (out of descriptors, most likely): pause a second, as
+ * common/listener.c does, instead of trying again at once forever. */
+static void
+accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	int saved = errno;
+	struct metrics_http *h;
+	struct timeval tv = { 1, 0 };
+	time_t now = time(NULL);
+
+	(void)arg;		/* evhttp's */
+	LIST_FOREACH(h, &servers, link)
+		if (h->listener == evl)
+			break;
+	if (h == NULL) {
+		(void)evconnlistener_disable(evl);	/* cannot be */
+		return;
+	}
+	if (now - h->error_logged >= 10) {
+		h->error_logged = now;
+		log_warnx("metrics: accept: %s; paused for 1 s",
+		    strerror(saved));
+	}
+	h->erred = 1;
+	listener_update(h);
+	if (evtimer_add(h->resume, &tv) == -1) {
+		h->erred = 0;
+		listener_update(h);
+	}
 }
 
 /*
  * evhttp asks for the bufferevent of each connection it accepts: the
- * place to count them.  Past METRICS_HTTP_ACCEPTS in one second the
- * listener pauses until the next (the kernel's backlog holds the rest).
+ * place to count them.  At METRICS_HTTP_CONNS the listener pauses until
+ * one ends (the kernel's backlog holds the rest).  The read high
+ * watermark keeps evhttp from reading more than a request's worth ahead
+ * while a reply is queued (pipelined requests would pile up otherwise).
  */
 static struct bufferevent *
 bev_cb(struct event_base *base, void *arg)
 {
 	struct metrics_http *h = arg;
-	struct timeval next = { 1, 0 };
-	time_t now = time(NULL);
+	struct timeval now = { 0, 0 };
+	struct bufferevent *bev;
+	struct mconn *m;
 
-	if (now != h->second) {
-		h->second = now;
-		h->accepts = 0;
+	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL)
+		return NULL;
+	bufferevent_setwatermark(bev, EV_READ, 0, 2 * METRICS_HTTP_HEADERS_MAX);
+	if ((m = calloc(1, sizeof(*m))) == NULL ||
+	    (m->deadline = evtimer_new(base, deadline_cb, m)) == NULL ||
+	    evtimer_add(m->deadline, &now) == -1) {
+		/* Not counted, and no deadline of ours: evhttp's timeout
+		 * still holds.  (Out of memory only.) */
+		log_warnx("metrics: out of memory");
+		if (m != NULL && m->deadline != NULL)
+			event_free(m->deadline);
+		free(m);
+		return bev;
 	}
-	if (++h->accepts >= METRICS_HTTP_ACCEPTS && !h->paused) {
-		if (evconnlistener_disable(h->listener) == 0 &&
-		    evtimer_add(h->resume, &next) == 0) {
-			h->paused = 1;
-			log_debug("metrics: %d connections this second: "
-			    "accepting again in a second", METRICS_HTTP_ACCEPTS);
-		} else {
-			(void)evconnlistener_enable(h->listener);
-		}
+	m->h = h;
+	m->bev = bev;
+	bufferevent_incref(bev);
+	LIST_INSERT_HEAD(&h->conns, m, link);
+	if (++h->nconns >= METRICS_HTTP_CONNS && !h->full) {
+		h->full = 1;
+		listener_update(h);
+		log_debug("metrics: %u connections open: accepting again when "
+		    "one ends", h->nconns);
 	}
-	return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	return bev;
 }
 
 struct metrics_http *
@@ -240,6 +427,7 @@ metrics_http_start(struct event_base *base, const struct metrics_addr *a,
 		snprintf(err, errlen, "cannot set up the listener");
 		goto err1;
 	}
+	evconnlistener_set_error_cb(h->listener, accept_error_cb);
 	if ((bound = evhttp_bind_listener(h->http, h->listener)) == NULL) {
 		evconnlistener_free(h->listener);
 		snprintf(err, errlen, "cannot set up the HTTP server");
@@ -256,6 +444,8 @@ metrics_http_start(struct event_base *base, const struct metrics_addr *a,
 	    EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(h->http, request_cb, h);
 	evhttp_set_bevcb(h->http, bev_cb, h);
+	LIST_INSERT_HEAD(&servers, h, link);
+	h->listed = 1;
 	netaddr_format((const struct sockaddr *)&ss, name);
 	log_info("metrics: serving http://%s/metrics", name);
 	return h;
@@ -269,8 +459,13 @@ metrics_http_free(struct metrics_http *h)
 {
 	if (h == NULL)
 		return;
+	h->closing = 1;
+	if (h->listed)
+		LIST_REMOVE(h, link);
 	if (h->http != NULL)
 		evhttp_free(h->http);	/* its listener too */
+	while (!LIST_EMPTY(&h->conns))
+		mconn_release(LIST_FIRST(&h->conns));
 	if (h->resume != NULL)
 		event_free(h->resume);
 	free(h);

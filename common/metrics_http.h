@@ -7,10 +7,14 @@
  * 404, any other method on /metrics 405.  A scraper is a client like any
  * other, so the server is fenced (common/NOTES.md, "Metrics"): headers
  * of at most METRICS_HTTP_HEADERS_MAX bytes, a body of at most
- * METRICS_HTTP_BODY_MAX, METRICS_HTTP_TIMEOUT seconds per connection, and
- * at most METRICS_HTTP_ACCEPTS connections accepted a second (the
- * listener pauses until the next second), so that a flood of scrapers
- * holds a bounded number of descriptors and never starves the tunnel.
+ * METRICS_HTTP_BODY_MAX, read at most two headers' worth ahead (pipelined
+ * requests wait in the kernel), METRICS_HTTP_TIMEOUT seconds idle and
+ * METRICS_HTTP_LIFETIME seconds in all per connection (bytes trickled in
+ * do not keep it), at most METRICS_HTTP_CONNS connections at once (the
+ * listener pauses until one ends), and a second's pause after a failed
+ * accept: a flood of scrapers holds at most METRICS_HTTP_CONNS + 1
+ * descriptors (the daemons keep that many apart from their limits when
+ * --metrics is on) and never starves the tunnel.
  */
 #ifndef METRICS_HTTP_H
 #define METRICS_HTTP_H
@@ -24,7 +28,8 @@ struct metrics_http;
 #define METRICS_HTTP_HEADERS_MAX 8192
 #define METRICS_HTTP_BODY_MAX 1024
 #define METRICS_HTTP_TIMEOUT 10
-#define METRICS_HTTP_ACCEPTS 32
+#define METRICS_HTTP_CONNS 16	/* open at once; past it accept waits */
+#define METRICS_HTTP_LIFETIME 10	/* seconds a connection may live */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* Where --metrics serves (len 0: it is off). */

@@ -18,6 +18,7 @@
 #include "client.h"
 #include "conn.h"
 #include "daemon.h"
+#include "metrics_http.h"
 #include "entry.h"
 #include "frame.h"
 #include "log.h"
@@ -230,9 +231,11 @@ static void
 limits_apply(const struct settings *s, const char *from)
 {
 	unsigned long files = daemon_nofile(), pool = client.pool_max, n;
+	/* With --metrics: its listener and connections (metrics_http.h). */
+	unsigned long reserve = RESERVE_FILES + (client.metrics.len > 0 ?
+	    METRICS_HTTP_CONNS + 1 : 0);
 
-	n = files > RESERVE_FILES + pool + 2 ? (files - RESERVE_FILES - pool) /
-	    2 : 1;
+	n = files > reserve + pool + 2 ? (files - reserve - pool) / 2 : 1;
 	conns_max = s->max_connections ? s->max_connections : n;
 	waiting_max = s->max_waiting ? s->max_waiting : conns_max <
 	    WAITING_DEFAULT_MAX ? conns_max : WAITING_DEFAULT_MAX;

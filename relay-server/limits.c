@@ -4,7 +4,9 @@
  * channel, authenticated or not, is one descriptor:
  *
  *   reserve          = 32 + 4 per worker (listening sockets, eventfd and
- *                      epoll per worker, standard streams, files read)
+ *                      epoll per worker, standard streams, files read),
+ *                      and 17 more with --metrics (its listener and at
+ *                      most METRICS_HTTP_CONNS connections)
  *   --max-handshakes = nofile / 64, within 256 .. 4096
  *                      (not yet authenticated; past it a new one evicts
  *                      the oldest, so a flood shortens grace times and
@@ -24,6 +26,7 @@
 #include "relay.h"
 
 #include "daemon.h"
+#include "metrics_http.h"
 
 #include <stdio.h>
 
@@ -36,15 +39,16 @@
 #define SOURCE_MIN 128
 
 static unsigned long long
-reserve_of(const struct relay_config *cfg)
+reserve_of(const struct relay_config *cfg, const struct relay_options *o)
 {
-	return 32 + 4ULL * cfg->workers;
+	return 32 + 4ULL * cfg->workers +
+	    (o->metrics != NULL ? METRICS_HTTP_CONNS + 1 : 0);
 }
 
 void
 limits_derive(struct relay_config *cfg, const struct relay_options *o)
 {
-	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg), h, s,
+	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg, o), h, s,
 	    ch;
 
 	h = o->max_handshakes;
@@ -69,7 +73,7 @@ limits_derive(struct relay_config *cfg, const struct relay_options *o)
 void
 limits_log(const struct relay_config *cfg, const struct relay_options *o)
 {
-	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg);
+	unsigned long long files = daemon_nofile(), reserve = reserve_of(cfg, o);
 	unsigned long long ch = cfg->max_channels, h = cfg->max_handshakes;
 
 	log_info("limits: --max-channels %llu%s, --max-handshakes %llu%s (%u "
