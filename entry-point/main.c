@@ -138,15 +138,18 @@ limit_refusal(const struct route_listener *l, const char *src)
 	static unsigned more;
 	time_t now = time(NULL);
 
-	entry_metrics_limit(nwaiters >= waiting_max ? ENTRY_LIMIT_WAITING :
+	/* Both may be reached: --max-connections is named first. */
+	int waiting = conn_count() < conns_max;
+
+	entry_metrics_limit(waiting ? ENTRY_LIMIT_WAITING :
 	    ENTRY_LIMIT_CONNECTIONS, 1);
 	if (now == last) {
 		more++;
 		return;
 	}
 	log_warnx("route '%s': refused connection from %s (%s%lu)%s", l->route.text,
-	    src, nwaiters >= waiting_max ? "waiting for a channel: "
-	    "--max-waiting " : "--max-connections ", nwaiters >= waiting_max ?
+	    src, waiting ? "waiting for a channel: "
+	    "--max-waiting " : "--max-connections ", waiting ?
 	    waiting_max : conns_max, more > 0 ? "; and others in the second "
 	    "before" : "");
 	last = now;

@@ -34,6 +34,7 @@ static const char *const stranger_reasons[STRANGER_NKINDS] = {
 static const char *const limits[RELAY_LIMIT_N] = {
 	[RELAY_LIMIT_CHANNELS] = "max_channels",
 	[RELAY_LIMIT_HANDSHAKES] = "max_handshakes",
+	[RELAY_LIMIT_HANDSHAKES_SOURCE] = "max_handshakes_per_source",
 	[RELAY_LIMIT_WAITING] = "open_queue",
 	[RELAY_LIMIT_OPEN_TIMEOUT] = "open_timeout",
 };
@@ -160,8 +161,6 @@ void
 relay_metrics_stranger(enum stranger_end why)
 {
 	metrics_add(m.strangers, why, 1);
-	if (why == STRANGER_EVICTED)
-		relay_metrics_limit(RELAY_LIMIT_HANDSHAKES);
 }
 
 void

@@ -556,7 +556,8 @@ int relay_channels_busy(void);
 
 enum relay_limit {
 	RELAY_LIMIT_CHANNELS,		/* --max-channels */
-	RELAY_LIMIT_HANDSHAKES,		/* --max-handshakes(-per-source) */
+	RELAY_LIMIT_HANDSHAKES,		/* --max-handshakes */
+	RELAY_LIMIT_HANDSHAKES_SOURCE,	/* --max-handshakes-per-source */
 	RELAY_LIMIT_WAITING,		/* RELAY_WAIT_MAX OPENs queued */
 	RELAY_LIMIT_OPEN_TIMEOUT,	/* --open-timeout */
 	RELAY_LIMIT_N

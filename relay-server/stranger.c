@@ -110,15 +110,18 @@ stranger_admit(struct worker *w, struct rchan *c)
 	struct rchan *old;
 
 	const char *which = NULL;
+	enum relay_limit hit = RELAY_LIMIT_N;
 
 	if ((s = source_get(w, &c->addr)) == NULL)
 		return -1;
 	if (s->n >= share(relay_cfg.max_handshakes_source)) {
 		old = TAILQ_FIRST(&s->conns);
 		which = "--max-handshakes-per-source";
+		hit = RELAY_LIMIT_HANDSHAKES_SOURCE;
 	} else if (w->nstrangers >= share(relay_cfg.max_handshakes)) {
 		old = TAILQ_FIRST(&w->strangers);
 		which = "--max-handshakes";
+		hit = RELAY_LIMIT_HANDSHAKES;
 	} else {
 		old = NULL;
 	}
@@ -128,10 +131,12 @@ stranger_admit(struct worker *w, struct rchan *c)
 	TAILQ_INSERT_TAIL(&s->conns, c, srclink);
 	TAILQ_INSERT_TAIL(&w->strangers, c, slink);
 	w->nstrangers++;
-	if (old != NULL)
+	if (old != NULL) {
+		relay_metrics_limit(hit);
 		stranger_close(old, STRANGER_EVICTED, "%s: evicted: the budget "
 		    "of unauthenticated connections (%s) is full and it was "
 		    "the oldest", old->peer, which);
+	}
 	return 0;
 }
 
