@@ -66,13 +66,19 @@ def scrape(daemon):
     status, headers, text = request(metrics_port(daemon))
     assert status == 200, text
     assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    values = {}
+    values, gauges = {}, set()
     for line in text.splitlines():
+        t = re.match(r"^# TYPE (\w+) gauge$", line)
+        if t:
+            gauges.add(t.group(1))
         if not line or line.startswith("#"):
             continue
         m = SAMPLE.match(line)
         assert m, "not a sample line: %r" % line
         assert m.group(1).startswith(PREFIX), line
+        # Every gauge here counts something (channels, connections): never below 0, which a
+        # path that decrements what it never counted would show.
+        assert m.group(1) not in gauges or float(m.group(4)) >= 0, line
         values[(m.group(1)[len(PREFIX):], m.group(3))] = float(m.group(4))
     return values
 
