@@ -212,10 +212,16 @@ def free_port(host=None):
     if not ranges:
         ranges = [(1024, 65535)]
     rng = random.Random()
+    # TRP_PORT_SLICE=k/n: only ports p with p % n == k, so that sessions running side by side
+    # (tests/integration/run.sh) never pick the same one.
+    k, n = 0, 1
+    m = re.fullmatch(r"(\d+)/(\d+)", os.environ.get("TRP_PORT_SLICE", ""))
+    if m and 0 <= int(m.group(1)) < int(m.group(2)):
+        k, n = int(m.group(1)), int(m.group(2))
     for _ in range(5000):
         a, b = rng.choice(ranges)
         port = rng.randint(a, b)
-        if port in _ports_given:
+        if port % n != k or port in _ports_given:
             continue
         if _port_is_free(host, port):
             _ports_given.add(port)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN_DIR, SANITIZE, SLOW, free_port, round_trip, run_once
+from conftest import BIN_DIR, HOST_ARCH, SANITIZE, SLOW, free_port, round_trip, run_once
 from test_systemd import NotifySocket
 from test_units import PROGRAMS, make_install
 from units import (CONFIGS, REPO, UNITS, exec_start, in_root, load_credentials,
@@ -98,14 +98,17 @@ def test_root_sees_the_commit_of_a_tree_another_user_owns(tmp_path):
     shutil.copy(REPO / "Makefile", clone / "Makefile")  # this tree's, committed or not
     subprocess.run(["chown", "-R", "nobody", str(clone)], check=True, timeout=60)
     env = dict(os.environ, HOME=str(tmp_path))   # no safe.directory of root's own
-    for v in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):   # not make test's SANITIZE=1
+    # Not make test's SANITIZE=1 (in MAKEFLAGS, and in the environment: make exports a
+    # variable set on its command line).
+    for v in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZE", "DEBUG", "OS", "ARCH"):
         env.pop(v, None)
-    p = subprocess.run(["make", "-s", "-C", str(clone), "build/linux/amd64/commit"], env=env,
+    stamp = "build/linux/%s/commit" % HOST_ARCH
+    p = subprocess.run(["make", "-s", "-C", str(clone), stamp], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
                           capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    stamp = (clone / "build/linux/amd64/commit").read_text().strip()
+    stamp = (clone / stamp).read_text().strip()
     assert stamp.startswith(head), (stamp, head)
 
 
