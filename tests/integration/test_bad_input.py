@@ -27,7 +27,8 @@ import time
 
 import pytest
 
-from conftest import connect, free_port, pseudo_random, read_until_closed, KiB, MiB, SLOW
+from conftest import (connect, free_port, pseudo_random, read_until_closed, timer_bound, KiB,
+                      MiB, SLOW)
 
 HANDSHAKE_TIMEOUT = 2
 
@@ -132,6 +133,7 @@ BAD_FRAMES = [
 ]
 
 
+@timer_bound
 def test_bad_input_is_dropped_and_others_are_unharmed(tunnel, echo_server, keys):
     echo = echo_server()
     port = free_port("127.0.0.1")

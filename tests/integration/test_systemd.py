@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import SLOW, bin_path, connect, free_port, run_once
+from conftest import SLOW, bin_path, connect, free_port, run_once, timer_bound
 
 
 class NotifySocket:
@@ -90,6 +90,7 @@ def mark_status(n, ready_at):
     return count
 
 
+@timer_bound
 @run_once
 def test_ready_reloading_stopping_from_each_daemon(tunnel, echo_server, tmp_path):
     tag = "trp-test-%d-%d" % (os.getpid(), time.monotonic_ns())

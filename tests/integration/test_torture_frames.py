@@ -24,6 +24,7 @@ from chanpeer import (AUTH, AUTH_RESULT, DATA, FIN, NAMES, OPEN, OPEN_RESULT, PI
 from torture import (OTHER, ROLE_NAME, ROLES, TRUNCATED, frames_after, observe, payload_of,
                      run_all, until_closed)
 from torture import arena  # noqa: F401 - the fixture, which pytest finds by its name
+from conftest import timer_bound
 
 # Payload limits of each type: common/frame.c, frame_limits (PROTOCOL.md, "Frames").
 LIMITS = {AUTH: (1, 1024), AUTH_RESULT: (2, 1024), PING: (0, 8), PONG: (0, 8),
@@ -49,6 +50,7 @@ def close_by(p, how):
         p.abort()
 
 
+@timer_bound
 def test_truncated_header_on_idle_channels(arena):
     """1-4 bytes of a header (a DATA header announcing 16 bytes, then its first byte) on an
     idle channel of each role, then nothing.  The relay cannot judge a header it does not
