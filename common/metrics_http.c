@@ -278,6 +278,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct mconn *m = arg;
 	struct event_base *base = bufferevent_get_base(m->bev);
 	struct timeval life = { METRICS_HTTP_LIFETIME, 0 };
+	struct bufferevent *bev;
 	evutil_socket_t sock;
 
 	(void)fd;
@@ -296,9 +297,14 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		if (evtimer_add(m->deadline, &life) == 0)
 			return;
 	}
-	bufferevent_trigger_event(m->bev, BEV_EVENT_EOF | BEV_EVENT_READING,
-	    0);
+	/* Released first: the end of file may make evhttp free the
+	 * connection at once, and its close callback (set after a request)
+	 * would release m too.  A reference of its own keeps bev alive. */
+	bev = m->bev;
+	bufferevent_incref(bev);
 	mconn_release(m);
+	bufferevent_trigger_event(bev, BEV_EVENT_EOF | BEV_EVENT_READING, 0);
+	bufferevent_decref(bev);
 }
 
 static void
