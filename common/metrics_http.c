@@ -55,65 +55,31 @@ struct metrics_http {
  * here. */
 static LIST_HEAD(, metrics_http) servers = LIST_HEAD_INITIALIZER(servers);
 
-/* A port: 1 to 5 digits, 0..65535.  Returns 0 or -1. */
-static int
-port_parse(const char *s, uint16_t *port)
-{
-	unsigned long n = 0;
-	size_t i;
-
-	if (s[0] == '\0' || strlen(s) > 5)
-		return -1;
-	for (i = 0; s[i] != '\0'; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		n = n * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (n > 65535)
-		return -1;
-	*port = (uint16_t)n;
-	return 0;
-}
-
 int
 metrics_http_parse(const char *text, struct metrics_addr *a, char *err,
     size_t errlen)
 {
 	char host[NETADDR_STRLEN];
-	const char *port_text, *colon;
+	const char *port_text;
 	struct addrinfo hints, *res;
 	struct in6_addr probe;		/* room for either family */
 	uint16_t port;
-	size_t hlen;
 	int r;
 
 	memset(a, 0, sizeof(*a));
 	if (text == NULL)
 		return 0;
-	if (text[0] == '[') {
-		if ((colon = strstr(text, "]:")) == NULL)
-			goto bad;
-		hlen = (size_t)(colon - text - 1);
-		memcpy(host, text + 1, hlen < sizeof(host) ? hlen : 0);
-		port_text = colon + 2;
-	} else if ((colon = strrchr(text, ':')) != NULL) {
-		hlen = (size_t)(colon - text);
-		if (memchr(text, ':', hlen) != NULL) {
-			snprintf(err, errlen, "'%s': an IPv6 address goes in "
-			    "brackets ([::1]:PORT)", text);
-			return -1;
-		}
-		memcpy(host, text, hlen < sizeof(host) ? hlen : 0);
-		port_text = colon + 1;
-	} else {
-		hlen = strlen("127.0.0.1");
-		memcpy(host, "127.0.0.1", hlen);
+	if (strchr(text, ':') == NULL) {	/* a bare port: loopback */
+		snprintf(host, sizeof(host), "127.0.0.1");
 		port_text = text;
+	} else if (netaddr_split_hostport(text, host, sizeof(host),
+	    &port_text, err, errlen) == -1)
+		return -1;
+	if (netaddr_parse_port(port_text, &port) == -1) {
+		snprintf(err, errlen, "'%s': not [ADDRESS:]PORT (a port "
+		    "0..65535, an IP address, IPv6 in brackets)", text);
+		return -1;
 	}
-	if (hlen == 0 || hlen >= sizeof(host) || port_parse(port_text,
-	    &port) == -1)
-		goto bad;
-	host[hlen] = '\0';
 	/* Dotted quads only (getaddrinfo would take inet_aton's "0", "1"
 	 * or octal "017.0.0.1"); IPv6 only in brackets. */
 	if (inet_pton(text[0] == '[' ? AF_INET6 : AF_INET, host, &probe) !=
@@ -138,10 +104,6 @@ metrics_http_parse(const char *text, struct metrics_addr *a, char *err,
 	else
 		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
 	return 0;
-bad:
-	snprintf(err, errlen, "'%s': not [ADDRESS:]PORT (a port 0..65535, "
-	    "an IP address, IPv6 in brackets)", text);
-	return -1;
 }
 
 int

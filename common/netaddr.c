@@ -11,19 +11,40 @@
 #include <unistd.h>
 
 int
-netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
-    uint16_t *port, char *err, size_t errlen)
+netaddr_parse_port(const char *s, uint16_t *port)
 {
-	const char *colon, *hstart = s, *hend;
-	unsigned long p;
-	char *end;
+	unsigned long v = 0;
+	size_t i;
 
+	if (s[0] == '\0' || strlen(s) > 5)
+		return -1;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v > 65535)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* Where the host and the port are in s: host at *hstart, *hlen bytes
+ * (less than hostlen, not 0), the port's text after it.  Returns 0, or -1
+ * with a message in err. */
+static int
+split(const char *s, size_t hostlen, const char **hstart, size_t *hlen,
+    const char **port, char *err, size_t errlen)
+{
+	const char *colon, *hend;
+
+	*hstart = s;
 	if (s[0] == '[') {
 		if ((hend = strchr(s, ']')) == NULL || hend[1] != ':') {
 			snprintf(err, errlen, "'%s': expected [ipv6]:port", s);
 			return -1;
 		}
-		hstart = s + 1;
+		*hstart = s + 1;
 		colon = hend + 1;
 	} else {
 		if ((colon = strrchr(s, ':')) == NULL) {
@@ -37,26 +58,52 @@ netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
 		}
 		hend = colon;
 	}
-	if (strcspn(hstart, "[]") < (size_t)(hend - hstart)) {
+	if (strcspn(*hstart, "[]") < (size_t)(hend - *hstart)) {
 		snprintf(err, errlen, "'%s': unbalanced brackets", s);
 		return -1;
 	}
-	if (hend == hstart || (size_t)(hend - hstart) >= hostlen) {
-		snprintf(err, errlen, "'%s': %s host", s, hend == hstart ?
+	if (hend == *hstart || (size_t)(hend - *hstart) >= hostlen) {
+		snprintf(err, errlen, "'%s': %s host", s, hend == *hstart ?
 		    "empty" : "too long a");
 		return -1;
 	}
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno != 0 ||
-	    p < 1 || p > 65535) {
+	*hlen = (size_t)(hend - *hstart);
+	*port = colon + 1;
+	return 0;
+}
+
+int
+netaddr_split_hostport(const char *s, char *host, size_t hostlen,
+    const char **port, char *err, size_t errlen)
+{
+	const char *hstart;
+	size_t hlen;
+
+	if (split(s, hostlen, &hstart, &hlen, port, err, errlen) == -1)
+		return -1;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	return 0;
+}
+
+int
+netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
+    uint16_t *port, char *err, size_t errlen)
+{
+	const char *hstart, *port_text;
+	size_t hlen;
+	uint16_t p;
+
+	if (split(s, hostlen, &hstart, &hlen, &port_text, err, errlen) == -1)
+		return -1;
+	if (netaddr_parse_port(port_text, &p) == -1 || p == 0) {
 		snprintf(err, errlen, "'%s': port is not a number (1-65535)",
 		    s);
 		return -1;
 	}
-	memcpy(host, hstart, (size_t)(hend - hstart));
-	host[hend - hstart] = '\0';
-	*port = (uint16_t)p;
+	memcpy(host, hstart, hlen);
+	host[hlen] = '\0';
+	*port = p;
 	return 0;
 }
 

@@ -19,6 +19,15 @@
 int netaddr_parse_hostport(const char *s, char *host, size_t hostlen,
     uint16_t *port, char *err, size_t errlen);
 
+/* The same split, the port left as text (*port points into s).  Returns
+ * 0, or -1 with a message in err. */
+int netaddr_split_hostport(const char *s, char *host, size_t hostlen,
+    const char **port, char *err, size_t errlen);
+
+/* A port in decimal, 1 to 5 digits, 0..65535 (callers that dial or
+ * listen on a fixed port refuse 0 themselves).  Returns 0 or -1. */
+int netaddr_parse_port(const char *s, uint16_t *port);
+
 /* "a.b.c.d:port" or "[v6]:port" (IPv4-mapped IPv6 shown as IPv4). */
 void netaddr_format(const struct sockaddr *sa, char buf[NETADDR_STRLEN]);
 

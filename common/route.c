@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netaddr.h"
+
 #define ROUTE_PARTS_MAX 4
 
 /*
@@ -64,23 +66,11 @@ split_parts(const char *text, char parts[][ROUTE_HOST_MAX + 3],
 	}
 }
 
+/* A route's ports: 1..65535. */
 static int
 parse_port(const char *s, uint16_t *port)
 {
-	unsigned long v = 0;
-	size_t i;
-
-	if (s[0] == '\0' || strlen(s) > 5)
-		return -1;
-	for (i = 0; s[i] != '\0'; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return -1;
-		v = v * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (v < 1 || v > 65535)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
+	return netaddr_parse_port(s, port) == -1 || *port == 0 ? -1 : 0;
 }
 
 static int
