@@ -80,6 +80,11 @@ def pytest_configure(config):
                             "(make test runs these beside the first pass)")
 
 
+def open_fds(pid):
+    """How many descriptors process pid holds."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
 def scaled(normal, sanitized):
     """The value to use for this build: normal, or sanitized under TRP_SANITIZE=1."""
     return sanitized if SANITIZE else normal

@@ -15,21 +15,16 @@ keeps freed memory in quarantine, so its RSS says nothing about leaks; LeakSanit
 them at exit instead).
 """
 
-import os
 import re
 import subprocess
 import time
 
-from conftest import SANITIZE, SLOW, free_port, run_once, scaled
+from conftest import SANITIZE, SLOW, free_port, run_once, scaled, open_fds
 
 CONNECTIONS = scaled(50000, 10000)
 WARM_UP = 2000
 PARALLEL = 16
 SETTLE_SECONDS = 25       # each surplus idle channel closes at its next ping (every 5 s)
-
-
-def open_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def settle(daemons, ceiling, seconds):

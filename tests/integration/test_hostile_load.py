@@ -13,7 +13,6 @@
    a round trip.
 """
 
-import os
 import re
 import resource
 import socket
@@ -22,15 +21,11 @@ import subprocess
 import threading
 import time
 
-from conftest import SLOW, connect, free_port, pseudo_random, run_once
+from conftest import SLOW, connect, free_port, pseudo_random, run_once, open_fds
 
 SILENT = 1000
 GARBAGE = 300
 SLOW_CLIENTS = 500
-
-
-def open_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def raise_own_nofile():

@@ -22,47 +22,24 @@ import time
 
 import pytest
 
-from conftest import SLOW, KiB, MiB, pseudo_random, round_trip, timer_bound
-from test_metrics import metered, metrics_port, request  # noqa: F401 (a fixture)
+from conftest import SLOW, KiB, MiB, open_fds, pseudo_random, round_trip, timer_bound
+from test_metrics import metered, metrics_port, scrape_soon, silent_connections  # noqa: F401
 
 CONNS = 16       # METRICS_HTTP_CONNS
 LIFETIME = 10    # METRICS_HTTP_LIFETIME, seconds
 
 
-def open_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def cpu_seconds(pid):
+    """User and system CPU time of process pid (/proc/PID/stat fields 14 and 15)."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def scrape_soon(port, seconds):
-    """A scrape answered 200 within seconds (connections may wait in the backlog)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            assert request(port)[0] == 200
-            return time.monotonic()
-        except OSError:
-            assert time.monotonic() < deadline, "no answer within %.0f s" % seconds
-            time.sleep(0.1)
-
-
 def test_pipelined_requests_are_not_read_ahead_without_bound(metered):
     relay = metered.relay
     port = metrics_port(relay)
-    before = rss_kib(relay.pid)
+    before = relay.rss_kib()
     one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 256
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) as s:
@@ -73,7 +50,7 @@ def test_pipelined_requests_are_not_read_ahead_without_bound(metered):
                 sent += s.send(one)
             except BlockingIOError:
                 time.sleep(0.01)
-    grew = rss_kib(relay.pid) - before
+    grew = relay.rss_kib() - before
     print("pipelined: %d KiB taken in 2 s, RSS +%d KiB" % (sent // KiB, grew))
     assert sent < 32 * MiB, "%d MiB of requests read ahead" % (sent // MiB)
     assert grew < 32 * 1024, "RSS grew by %d KiB" % grew
@@ -87,11 +64,7 @@ def test_at_most_16_metrics_connections_at_once(metered):
     base = open_fds(relay.pid)
     socks = []
     try:
-        for _ in range(40):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            socks.append(s)
+        socks = silent_connections(port, 40)
         time.sleep(1.5)
         held = open_fds(relay.pid) - base
         print("40 silent connections: the relay holds %d more descriptors" % held)
@@ -105,6 +78,7 @@ def test_at_most_16_metrics_connections_at_once(metered):
     start = time.monotonic()
     took = scrape_soon(port, 5 * SLOW) - start
     print("a scrape answered %.2f s after they closed" % took)
+    assert took < LIFETIME / 2, "a scrape waited %.1f s: closes were not seen" % took
 
 
 # (After a whole request, evhttp's close callback is set: the lifetime's end and that callback
@@ -142,11 +116,7 @@ def test_out_of_descriptors_on_the_metrics_port_pauses_quietly(metered):
     resource.prlimit(ep.pid, resource.RLIMIT_NOFILE, (open_fds(ep.pid) + 4, saved[1]))
     socks = []
     try:
-        for _ in range(12):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            socks.append(s)
+        socks = silent_connections(port, 12)
         time.sleep(0.5)
         mark = len(ep.log())
         cpu0 = cpu_seconds(ep.pid)

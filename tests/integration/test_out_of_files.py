@@ -8,18 +8,13 @@ the rest wait in the listen backlog, where accept(2) fails with EMFILE.  Raising
 again is "descriptors are free": nothing is restarted.
 """
 
-import os
 import re
 import resource
 import time
 
-from conftest import SLOW, connect, free_port, round_trip, run_once
+from conftest import SLOW, connect, free_port, round_trip, run_once, open_fds
 
 PAUSE_LINE = re.compile(r"accept: Too many open files; paused for 1 s")
-
-
-def open_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def lower_nofile(pid, room):
