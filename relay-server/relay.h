@@ -89,7 +89,12 @@ struct relay_config {
  * comes (the client read the end of its last connection before it went
  * back to its pool), so more means a client that pings and never reads:
  * without it, such a client made the kernel hold megabytes of PONGs
- * (its autotuned send buffer) before the relay's own output grew. */
+ * (its autotuned send buffer) before the relay's own output grew.
+ * Such a client can also stall its own PINGs: out of receive memory, its
+ * kernel drops PONGs its window had room for, then discards the relay's
+ * ACKs (their sequence numbers lie past its closed window), and its PINGs
+ * wait unacknowledged on its side.  The relay reads nothing more, holds
+ * less than this, and the idle timeout closes the channel. */
 #define RELAY_PONG_KERNEL_MAX (64 * 1024)
 #define RELAY_REUSE_MAX_AGE 3600	/* seconds: older channels are not reused */
 #define RELAY_WORKERS_MAX 256
