@@ -372,9 +372,11 @@ MANPAGES := relay-server/relay-server.8 reverse-proxy/reverse-proxy.8 \
 	entry-point/entry-point.8 gen-cert/gen-cert.1
 INSTALL_PATHS = sed -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/tcp-reverse-proxy|$(CONFDIR)|g'
 
+# (install -d sets the mode of a directory that exists too: only new ones.)
 install: $(BINS)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
-	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(CONFDIR)
+	@set -e; for d in $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(CONFDIR); do \
+	    [ -d $$d ] || install -d -m 0755 $$d; done
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -m 0644 gen-cert/gen-cert.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 $(filter %.8,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man8/
@@ -413,7 +415,12 @@ deb:
 	        xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	        tar --null -T - -cf - | tar -C build/deb/src -xf -; \
 	else tar --exclude=./build -cf - . | tar -C build/deb/src -xf -; fi
-	cd build/deb/src && TRP_COMMIT='$(TRP_COMMIT)' dpkg-buildpackage -us -uc -b -Jauto
+	@# Not this make's own variables: one set on its command line (make test
+	@# SANITIZE=1) is exported and in MAKEFLAGS, and the package's make would
+	@# build and ship the sanitizer build.
+	cd build/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u SANITIZE \
+	    -u DEBUG -u OS -u ARCH TRP_COMMIT='$(TRP_COMMIT)' \
+	    dpkg-buildpackage -us -uc -b -Jauto
 	@ls build/deb/*.deb
 
 clean:

@@ -75,8 +75,11 @@ def test_install_again_keeps_a_changed_config_and_uninstall_keeps_etc(tmp_path):
     make_install(root)
     conf = root / "etc/tcp-reverse-proxy/relay-server.conf"
     conf.write_text("port = 4999\n")
+    # The operator's mode of the directory stays (install -d would reset it to 0755).
+    conf.parent.chmod(0o750)
     out = make_install(root)
     assert conf.read_text() == "port = 4999\n"
+    assert conf.parent.stat().st_mode & 0o7777 == 0o750, oct(conf.parent.stat().st_mode)
     assert "kept %s" % conf in out, out
     p = subprocess.run(["make", "-s", "-C", str(REPO), "uninstall", "DESTDIR=%s" % root],
                        capture_output=True, text=True, timeout=60)
@@ -161,6 +164,11 @@ def test_make_deb_builds_a_lintian_clean_package(deb, capsys):
                              text=True, check=True, timeout=60).stdout
     for lib in ("libssl3", "libevent", "libsodium"):
         assert lib in depends, depends
+    # ExecReload= runs /bin/kill, of procps (not Essential), as openssh-server depends on it.
+    assert re.search(r"\bprocps\b", depends), depends
+    # The normal build, even from make test SANITIZE=1 (whose SANITIZE=1 the package's make
+    # inherited through MAKEFLAGS and the environment).
+    assert "libasan" not in depends and "libubsan" not in depends, depends
     # Maintainer scripts: an upgrade never stops the daemons (dh_installsystemd --no-start
     # alone puts a stop in preinst and starts nothing after); postinst try-restarts the plain
     # units that run; removing the package stops them.
