@@ -55,6 +55,7 @@ static struct {
 
 static unsigned drain_left_now(void);
 static int drain_under_way(void);
+static int reload_failed_last(void);
 
 /* The daemon's status line, or NULL without daemon_on_status.  During a
  * drain it says so, and how many connections are left. */
@@ -62,6 +63,7 @@ static const char *
 status_text(char *buf, size_t len)
 {
 	unsigned left;
+	size_t used;
 
 	if (status.fn == NULL)
 		return NULL;
@@ -71,8 +73,14 @@ status_text(char *buf, size_t len)
 		    left == 1 ? "" : "s");
 		return buf;
 	}
-	buf[0] = '\0';
-	status.fn(buf, len, status.arg);
+	used = 0;
+	if (reload_failed_last()) {
+		snprintf(buf, len, "last reload failed, running the previous "
+		    "configuration; ");
+		used = strlen(buf);
+	}
+	buf[used] = '\0';
+	status.fn(buf + used, len - used, status.arg);
 	return buf;
 }
 
@@ -250,12 +258,19 @@ daemon_on_drain(struct event_base *base, const struct daemon_drain *d,
 }
 
 struct reload {
-	void (*cb)(void *arg);
+	int (*cb)(void *arg);
 	void *arg;
+	int failed;		/* the last one: the status line says so */
 };
 
 static struct event *sig_hup;
 static struct reload reload;
+
+static int
+reload_failed_last(void)
+{
+	return reload.failed;
+}
 
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -269,13 +284,13 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	log_info("hangup: reloading");
 	notify_reloading();
-	reload.cb(reload.arg);
+	reload.failed = reload.cb(reload.arg) != 0;
 	notify_reloaded();
 	status_cb(-1, 0, NULL);
 }
 
 void
-daemon_on_reload(struct event_base *base, void (*cb)(void *arg), void *arg)
+daemon_on_reload(struct event_base *base, int (*cb)(void *arg), void *arg)
 {
 	reload.cb = cb;
 	reload.arg = arg;

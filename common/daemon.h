@@ -41,10 +41,12 @@ struct event_base *daemon_loop_new(void);
 struct event_base *daemon_base_new(void);
 
 /*
- * Call cb(arg) from the loop on each SIGHUP (a reload).  Without it SIGHUP
- * ends the process.  Exits EXIT_RUNTIME on failure.
+ * Call cb(arg) from the loop on each SIGHUP (a reload); it returns 0, or
+ * -1 when the reload failed and the previous configuration still runs
+ * (the status line then says so until a reload succeeds).  Without it
+ * SIGHUP ends the process.  Exits EXIT_RUNTIME on failure.
  */
-void daemon_on_reload(struct event_base *base, void (*cb)(void *arg),
+void daemon_on_reload(struct event_base *base, int (*cb)(void *arg),
     void *arg);
 
 /*

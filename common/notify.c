@@ -1,6 +1,7 @@
 #include "notify.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -15,7 +16,9 @@
 
 static int fd = -1;
 static int unusable;		/* no $NOTIFY_SOCKET, or a bad one */
+static int can_wait;		/* SO_SNDTIMEO is set */
 static int ready;
+static int ready_owed;		/* READY=1 found the queue full: say it again */
 static struct sockaddr_un addr;
 static socklen_t addrlen;
 
@@ -49,22 +52,81 @@ notify_socket(void)
 	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1) {
 		log_debug("notify: socket: %s", strerror(errno));
 		unusable = 1;
+		return -1;
+	}
+	{
+		struct timeval tv = { NOTIFY_WAIT_SECONDS, 0 };
+
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+		    sizeof(tv)) == 0)
+			can_wait = 1;
+		else
+			log_debug("notify: SO_SNDTIMEO: %s", strerror(errno));
 	}
 	return fd;
+}
+
+/*
+ * One datagram: 0 when sent or when there is nobody to tell, -1 with errno
+ * when it was not.  A full queue at the service manager (its one socket
+ * serves every unit) drops a datagram sent without waiting; with wait, the
+ * send waits up to NOTIFY_WAIT_SECONDS for room, as libsystemd's blocking
+ * sd_notify would (without end).
+ */
+static int
+send_msg(const char *msg, int wait)
+{
+	int s = notify_socket(), flags = MSG_NOSIGNAL, tries = 0;
+	ssize_t n;
+
+	if (s == -1)
+		return 0;
+	if (!wait || !can_wait)
+		flags |= MSG_DONTWAIT;
+	do
+		n = sendto(s, msg, strlen(msg), flags,
+		    (struct sockaddr *)&addr, addrlen);
+	while (n == -1 && errno == EINTR && ++tries < 3);
+	if (n == -1) {
+		int e = errno;
+
+		log_debug("notify: %s: %s", getenv("NOTIFY_SOCKET"),
+		    strerror(e));
+		errno = e;
+		return -1;
+	}
+	return 0;
 }
 
 void
 notify_send(const char *state)
 {
-	int s = notify_socket();
+	(void)send_msg(state, 0);
+}
 
-	if (s == -1)
+/* READY=1 (with the status line), waiting for room; a queue that stays
+ * full leaves it owed to the next status line. */
+static void
+send_ready(const char *status)
+{
+	char msg[512];
+
+	if (status != NULL)
+		snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
+	else
+		snprintf(msg, sizeof(msg), "READY=1");
+	if (send_msg(msg, 1) == -1 && (errno == EAGAIN ||
+	    errno == EWOULDBLOCK)) {
+		if (!ready_owed)
+			log_warnx("notify: the service manager's queue stayed "
+			    "full for %d s: READY=1 again with the next "
+			    "status", NOTIFY_WAIT_SECONDS);
+		ready_owed = 1;
 		return;
-	/* Never wait for the service manager: a full queue drops it. */
-	if (sendto(s, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT,
-	    (struct sockaddr *)&addr, addrlen) == -1)
-		log_debug("notify: %s: %s", getenv("NOTIFY_SOCKET"),
-		    strerror(errno));
+	}
+	/* Sent, or an error that waiting would not mend. */
+	ready_owed = 0;
+	ready = 1;
 }
 
 void
@@ -72,6 +134,10 @@ notify_status(const char *status)
 {
 	char msg[512];
 
+	if (ready_owed) {
+		send_ready(status);
+		return;
+	}
 	snprintf(msg, sizeof(msg), "STATUS=%s", status);
 	notify_send(msg);
 }
@@ -79,19 +145,12 @@ notify_status(const char *status)
 void
 notify_ready(const char *status)
 {
-	char msg[512];
-
-	if (ready) {
+	if (ready || ready_owed) {
 		if (status != NULL)
 			notify_status(status);
 		return;
 	}
-	ready = 1;
-	if (status != NULL)
-		snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
-	else
-		snprintf(msg, sizeof(msg), "READY=1");
-	notify_send(msg);
+	send_ready(status);
 }
 
 void
@@ -107,14 +166,14 @@ notify_reloading(void)
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000ULL);
-	notify_send(msg);
+	(void)send_msg(msg, 1);
 }
 
 void
 notify_reloaded(void)
 {
 	if (ready)	/* else READY=1 comes when the daemon serves */
-		notify_send("READY=1");
+		(void)send_msg("READY=1", 1);
 }
 
 void
@@ -123,10 +182,10 @@ notify_stopping(unsigned long drain_seconds)
 	char msg[96];
 
 	if (drain_seconds == 0) {
-		notify_send("STOPPING=1");
+		(void)send_msg("STOPPING=1", 1);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu",
 	    ((unsigned long long)drain_seconds + NOTIFY_STOP_MARGIN) * 1000000ULL);
-	notify_send(msg);
+	(void)send_msg(msg, 1);
 }

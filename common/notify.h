@@ -6,15 +6,23 @@
  * nothing.  The daemons say READY=1 when they serve (the relay listens; a
  * client has its first authenticated channel, and the entry-point listens
  * on its routes), RELOADING=1 ... READY=1 around a SIGHUP, STOPPING=1 when
- * they stop or drain, and STATUS= with a one-line summary.  Failures to
- * send are ignored (logged with -v): the service manager's business, never
- * a reason to stop serving.  One thread only (the daemon's main loop): the
- * module keeps its socket and state in statics.
+ * they stop or drain, and STATUS= with a one-line summary.  STATUS= alone
+ * never waits: a full queue at the service manager drops it.  READY=1,
+ * RELOADING=1 and STOPPING=1 wait up to NOTIFY_WAIT_SECONDS for room (the
+ * daemon's main loop stands still meanwhile), and a READY=1 that found no
+ * room goes again with the next STATUS= (every DAEMON_STATUS_SECONDS), one
+ * warning said.  Other failures are ignored (logged with -v): the service
+ * manager's business, never a reason to stop serving.  One thread only
+ * (the daemon's main loop): the module keeps its socket and state in
+ * statics.
  */
 #ifndef NOTIFY_H
 #define NOTIFY_H
 
-/* Send state (lines separated by '\n', no trailing newline needed). */
+#define NOTIFY_WAIT_SECONDS 2
+
+/* Send state (lines separated by '\n', no trailing newline needed),
+ * without waiting. */
 void notify_send(const char *state);
 
 /* READY=1 once (later calls do nothing but STATUS= when status is given). */

@@ -289,7 +289,7 @@ settings_routes(const struct settings *s, struct route *routes, size_t *n,
  * ports are opened first, and on any error they are closed again and the
  * running configuration stays as it is.
  */
-static void
+static int
 reload(void *arg)
 {
 	char err[1024], what[512], changes[1024];
@@ -332,13 +332,14 @@ reload(void *arg)
 	free(routes);
 	log_info("reload: %s, %s", changes, what);
 	entry_metrics_reload(1);
-	return;
+	return 0;
 fail:
 	log_warnx("reload failed: %s; still running the previous "
 	    "configuration", err);
 	entry_metrics_reload(0);
 	settings_free(next);
 	free(routes);
+	return -1;
 }
 
 /*

@@ -143,7 +143,7 @@ warn_fixed(const struct relay_options *o)
 		    n == 1 ? "it takes effect" : "they take effect");
 }
 
-static void
+static int
 reload(void *arg)
 {
 	struct opt_spec specs[RELAY_NSPECS];
@@ -164,7 +164,7 @@ reload(void *arg)
 		    "configuration", err);
 		opts_free(&o);
 		relay_metrics_reload(0);
-		return;
+		return -1;
 	}
 	if ((ctx = tls_server_ctx_new(ro.cert, ro.key, msg, sizeof(msg))) ==
 	    NULL) {
@@ -172,7 +172,7 @@ reload(void *arg)
 		    "configuration", msg);
 		opts_free(&o);
 		relay_metrics_reload(0);
-		return;
+		return -1;
 	}
 	if (keyset_load(ro.pub, &ks, msg, sizeof(msg)) == -1) {
 		log_warnx("reload failed: --auth-public-key: %s; still running "
@@ -180,7 +180,7 @@ reload(void *arg)
 		SSL_CTX_free(ctx);
 		opts_free(&o);
 		relay_metrics_reload(0);
-		return;
+		return -1;
 	}
 	warn_fixed(&ro);
 	old = keyset_acquire();
@@ -201,6 +201,7 @@ reload(void *arg)
 	running = ro;
 	daemon_drain_timeout(ro.drain_timeout);
 	relay_metrics_reload(1);
+	return 0;
 }
 
 void

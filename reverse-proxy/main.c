@@ -117,7 +117,7 @@ log_allow(const char *when)
  * allow-list, the key and the certificate.  All or nothing: on any error
  * the running configuration stays as it is.
  */
-static void
+static int
 reload(void *arg)
 {
 	struct opt_spec specs[NSPECS];
@@ -129,7 +129,8 @@ reload(void *arg)
 	memset(&list, 0, sizeof(list));
 	if ((next = calloc(1, sizeof(*next))) == NULL) {
 		log_warn("reload failed: calloc");
-		return;
+		metrics_add(client_metrics.reloads, METRICS_RELOAD_FAILED, 1);
+		return -1;
 	}
 	settings_specs(next, specs);
 	err[0] = '\0';
@@ -144,7 +145,7 @@ reload(void *arg)
 		allow_free(&list);
 		opts_free(&next->opts);
 		free(next);
-		return;
+		return -1;
 	}
 	allow_describe(&allow, before, sizeof(before));
 	allow_describe(&list, after, sizeof(after));
@@ -159,6 +160,7 @@ reload(void *arg)
 	metrics_add(client_metrics.reloads, METRICS_RELOAD_OK, 1);
 	if (strcmp(before, after) != 0)
 		log_allow("reload: ");
+	return 0;
 }
 
 /*

@@ -223,3 +223,120 @@ def test_journal_priorities(keys, tmp_path):
     redirected = run_relay(["--port", "abc"], tmp_path / "redirected.err", journal_of=other)
     for got in (plain, redirected):
         assert got == ["relay-server: --port: 'abc' is not a port number (1-65535)"], got
+
+
+# ---------------------------------------------------------------------------------------------
+# A busy service manager: its one notify socket serves every unit, and its queue can be full
+# for a moment (a boot, a daemon-reload).  READY=1 then waits for room, up to 2 s, instead of
+# being dropped (a Type=notify unit that never hears it is killed at TimeoutStartSec=); one
+# that found no room for 2 s goes again with the next STATUS= line.
+
+def fill_datagram_queue(path):
+    """Fill the receive queue of the datagram socket bound at path (net.unix.max_dgram_qlen
+    datagrams); returns the sockets that did it, for the caller to close."""
+    fillers = []
+    while len(fillers) < 64:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.setblocking(False)
+        fillers.append(s)
+        sent = 0
+        try:
+            while sent < 10000:
+                s.sendto(b"FILLER=1", path)
+                sent += 1
+        except BlockingIOError:
+            pass
+        if sent == 0:       # a new sender finds no room: the receiver's queue is full
+            return fillers
+    raise AssertionError("could not fill the queue of %s" % path)
+
+
+def read_datagrams(sock, seconds, until=None):
+    """The datagrams sock receives within seconds (or until one matches until)."""
+    got = []
+    deadline = time.monotonic() + seconds * SLOW
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            break
+        if until is not None and re.search(until, got[-1]):
+            break
+    return got
+
+
+def relay_args(keys):
+    return ["-p", free_port("127.0.0.1"), "--host", "127.0.0.1", "-c", keys.cert,
+            "-k", keys.key, "-a", keys.pub]
+
+
+def test_ready_waits_for_room_in_a_full_notify_queue(start_daemon, keys, tmp_path):
+    path = str(tmp_path / "full.notify")
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(path)
+    fillers = fill_datagram_queue(path)
+    try:
+        relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
+        relay.wait_log(r"listening on")
+        time.sleep(0.5)             # READY=1 is waiting for room now (it used to be dropped)
+        got = read_datagrams(manager, 5, until=r"(^|\n)READY=1(\n|$)")
+        ready = [x for x in got if re.search(r"(^|\n)READY=1(\n|$)", x)]
+        assert ready and re.search(r"(^|\n)STATUS=\d+ channels? open", ready[0]), got
+        assert "queue stayed full" not in relay.log(), relay.log()
+    finally:
+        for s in fillers:
+            s.close()
+        manager.close()
+
+
+@timer_bound
+def test_ready_owed_after_a_long_full_queue_goes_with_the_next_status(start_daemon, keys,
+                                                                      tmp_path):
+    path = str(tmp_path / "full.notify")
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(path)
+    fillers = fill_datagram_queue(path)
+    try:
+        relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
+        relay.wait_log(r"listening on")
+        relay.wait_log(r"notify: the service manager's queue stayed full for 2 s: READY=1 "
+                       r"again with the next status")
+        first = read_datagrams(manager, 0.5)
+        assert all(x == "FILLER=1" for x in first), first
+        # The status timer (10 s from the start) carries the READY=1 that found no room.
+        got = read_datagrams(manager, 12, until=r"(^|\n)READY=1(\n|$)")
+        assert got and re.match(r"READY=1\nSTATUS=\d+ channels? open", got[-1]), got
+        assert relay.log().count("queue stayed full") == 1, relay.log()
+    finally:
+        for s in fillers:
+            s.close()
+        manager.close()
+
+
+@run_once
+def test_a_failed_reload_shows_in_the_status_until_one_succeeds(start_daemon, keys, tmp_path):
+    """systemctl reload cannot fail (ExecReload= sends a signal), so the status line that
+    systemctl status shows says that the last reload failed, until one succeeds."""
+    config = tmp_path / "relay.conf"
+    config.write_text("drain-timeout = 30\n")
+    n = NotifySocket(str(tmp_path / "relay.notify"), str(tmp_path / "relay.notify"),
+                     tmp_path / "relay-server.log")
+    try:
+        relay = start_daemon("relay-server", relay_args(keys) + ["--config", config],
+                             env=n.env)
+        n.wait_for(r"(^|\n)READY=1(\n|$)")
+        config.write_text("drain-timeout = 30\nbogus-line\n")
+        mark = len(n.texts())
+        relay.proc.send_signal(signal.SIGHUP)
+        i = n.wait_for(r"^STATUS=", after=mark)
+        assert re.match(r"STATUS=last reload failed, running the previous configuration; "
+                        r"\d+ channels? open", n.texts()[i]), n.texts()[mark:]
+        relay.wait_log(re.compile(r"reload failed: .*relay\.conf:2: expected 'option = value'"))
+        config.write_text("drain-timeout = 30\n")
+        mark = len(n.texts())
+        relay.proc.send_signal(signal.SIGHUP)
+        i = n.wait_for(r"^STATUS=", after=mark)
+        assert re.match(r"STATUS=\d+ channels? open", n.texts()[i]), n.texts()[mark:]
+    finally:
+        n.close()
