@@ -31,7 +31,6 @@ struct mconn {
 	struct metrics_http *h;
 	struct bufferevent *bev;
 	struct event *deadline;		/* first at once (arm), then the end */
-	struct event *closed;		/* EV_CLOSED: the client has gone */
 	int armed;
 	LIST_ENTRY(mconn) link;
 };
@@ -179,8 +178,6 @@ mconn_release(struct mconn *m)
 	LIST_REMOVE(m, link);
 	h->nconns--;
 	event_free(m->deadline);
-	if (m->closed != NULL)
-		event_free(m->closed);
 	bufferevent_decref(m->bev);
 	free(m);
 	if (h->full && h->nconns < METRICS_HTTP_CONNS) {
@@ -200,7 +197,8 @@ mconn_of(struct metrics_http *h, struct bufferevent *bev)
 	return NULL;
 }
 
-/* evhttp frees a connection that has had a request. */
+/* evhttp frees a connection (any: the callback is set when it is
+ * armed, and again at each request). */
 static void
 closed_cb(struct evhttp_connection *evcon, void *arg)
 {
@@ -212,50 +210,52 @@ closed_cb(struct evhttp_connection *evcon, void *arg)
 }
 
 /*
- * The client closed (EV_CLOSED: the kernel says so, without a read).  A
- * connection without a request has no close callback of evhttp's; evhttp
- * sees the end of file itself and frees it, and the count need not wait
- * for the lifetime to end.
+ * evhttp's connection of bev, or NULL once evhttp has let go of it.
+ * libevent 2.1.12 has no callback at accept that names the connection;
+ * but evhttp gives each bufferevent of its connections the connection as
+ * its callbacks' argument (http.c, evhttp_connection_base_bufferevent_new
+ * and evhttp_start_read_), and bufferevent_free clears the callbacks.
  */
-static void
-closed_ev_cb(evutil_socket_t fd, short what, void *arg)
+static struct evhttp_connection *
+evcon_of(struct bufferevent *bev)
 {
-	(void)fd;
-	(void)what;
-	mconn_release(arg);
+	bufferevent_event_cb eventcb = NULL;
+	void *cbarg = NULL;
+
+	bufferevent_getcb(bev, NULL, NULL, &eventcb, &cbarg);
+	return eventcb != NULL ? cbarg : NULL;
 }
 
 /*
- * First, on the loop's next turn (evhttp gives the bufferevent its
- * descriptor after bev_cb): watch the descriptor for the client's close,
- * and arm the lifetime.  Then, METRICS_HTTP_LIFETIME seconds after the
- * accept (evhttp's own timeout is reset by every byte, so a request
- * trickled in would keep the connection for hours): evhttp is told of an
- * end of file, as if the client had closed, and frees the connection; one
- * it freed already has no callbacks left and hears nothing.
+ * First, on the loop's next turn (evhttp has made the connection by
+ * then): its close callback, so that the count ends when evhttp frees it,
+ * and the lifetime.  Not the client's close: one that half-closes and
+ * reads its replies slowly keeps evhttp writing, and must stay counted
+ * (counting it out at EPOLLRDHUP let any number of them hold descriptors).
+ * Then, METRICS_HTTP_LIFETIME seconds after the accept (evhttp's own
+ * timeout is reset by every byte, so a request trickled in, or replies
+ * read a trickle at a time, would keep the connection for hours): evhttp
+ * is told of an end of file, as if the client had closed, and frees the
+ * connection; one it freed already has no callbacks left and hears
+ * nothing.
  */
 static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mconn *m = arg;
-	struct event_base *base = bufferevent_get_base(m->bev);
 	struct timeval life = { METRICS_HTTP_LIFETIME, 0 };
+	struct evhttp_connection *evcon;
 	struct bufferevent *bev;
-	evutil_socket_t sock;
 
 	(void)fd;
 	(void)what;
 	if (!m->armed) {
 		m->armed = 1;
-		sock = bufferevent_getfd(m->bev);
-		if (sock >= 0 && (event_base_get_features(base) &
-		    EV_FEATURE_EARLY_CLOSE) &&
-		    ((m->closed = event_new(base, sock, EV_CLOSED, closed_ev_cb,
-		    m)) == NULL || event_add(m->closed, NULL) == -1)) {
-			if (m->closed != NULL)
-				event_free(m->closed);
-			m->closed = NULL;	/* the lifetime still holds */
+		if ((evcon = evcon_of(m->bev)) == NULL) {
+			mconn_release(m);	/* evhttp is done with it */
+			return;
 		}
+		evhttp_connection_set_closecb(evcon, closed_cb, m->h);
 		if (evtimer_add(m->deadline, &life) == 0)
 			return;
 	}

@@ -5,6 +5,9 @@
 - 40 connections that send nothing: at most 16 are open in the daemon at once (the listener
   waits for one to end), the tunnel carries on, and once they are closed a scrape is answered
   at once (the daemon sees each close: it does not wait for their lifetime to end).
+- 40 clients that pipeline requests, half-close and read the replies slowly: at most 16 are
+  open in the daemon at once; they count until evhttp lets go of them, not until they
+  half-close.
 - A request trickled in, a header every 2 s (as the first request, or after a whole one): the
   connection is cut 10 s after it was accepted, though evhttp's idle timeout never fires.
 - Out of descriptors: a failed accept on the metrics port pauses it for a second, with one log
@@ -79,6 +82,50 @@ def test_at_most_16_metrics_connections_at_once(metered):
     took = scrape_soon(port, 5 * SLOW) - start
     print("a scrape answered %.2f s after they closed" % took)
     assert took < LIFETIME / 2, "a scrape waited %.1f s: closes were not seen" % took
+
+
+def test_half_closed_slow_readers_count_against_the_16(metered):
+    """Clients that pipeline requests, shut down their sending side and read the replies a
+    trickle at a time: evhttp keeps writing to them, so they stay counted until evhttp lets
+    go (or their lifetime ends).  They were counted out at the half-close (EPOLLRDHUP), so
+    any number of them held descriptors, past the cap and past the lifetime, until the
+    daemon ran out and the tunnel stopped (a review reproduced it)."""
+    t = metered
+    relay = t.relay
+    port = metrics_port(relay)
+    base = open_fds(relay.pid)
+    requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 1500
+    socks = []
+    try:
+        for _ in range(40):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            s.settimeout(5 * SLOW)
+            s.connect(("127.0.0.1", port))
+            s.setblocking(False)
+            try:
+                s.send(requests)
+            except BlockingIOError:
+                pass
+            s.shutdown(socket.SHUT_WR)
+            socks.append(s)
+        for second in range(3):
+            time.sleep(1)
+            for s in socks:     # a trickle: the replies keep coming, slowly
+                try:
+                    s.recv(2048)
+                except OSError:
+                    pass
+            held = open_fds(relay.pid) - base
+            print("40 half-closed slow readers, %d s: the relay holds %d more descriptors"
+                  % (second + 1, held))
+            assert held <= CONNS + 2, "%d descriptors for 40 metrics connections" % held
+        payload = pseudo_random("beside the slow readers", 64 * KiB)
+        assert round_trip("127.0.0.1", t.route_port, payload, timeout=10 * SLOW) == payload
+    finally:
+        for s in socks:
+            s.close()
+    scrape_soon(port, (LIFETIME + 5) * SLOW)
 
 
 # (After a whole request, evhttp's close callback is set: the lifetime's end and that callback
