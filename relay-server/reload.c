@@ -26,8 +26,10 @@
 
 static int saved_argc;
 static char **saved_argv;
-static struct relay_options running;
-static struct opts running_opts;
+/* The options as started, for warn_fixed (their strings live in
+ * started_opts): what the fixed ones run with, whatever reloads said. */
+static struct relay_options started;
+static struct opts started_opts;
 static unsigned char cert_digest[EVP_MAX_MD_SIZE];
 static unsigned cert_digest_len;
 
@@ -106,7 +108,8 @@ describe_keys(const struct keyset *old, const struct keyset *new,
 	    changed[0] ? "rights changed for " : "", changed, "");
 }
 
-/* Warn about options that differ from what runs: they need a restart. */
+/* Warn about options that differ from what runs (as started): they need
+ * a restart. */
 static void
 warn_fixed(const struct relay_options *o)
 {
@@ -115,26 +118,26 @@ warn_fixed(const struct relay_options *o)
 	char list[256] = "", err[256];
 	size_t n = 0, i;
 
-	if (o->port != running.port)
+	if (o->port != started.port)
 		names[n++] = "--port";
-	if ((o->host == NULL) != (running.host == NULL) || (o->host != NULL &&
-	    strcmp(o->host, running.host) != 0))
+	if ((o->host == NULL) != (started.host == NULL) || (o->host != NULL &&
+	    strcmp(o->host, started.host) != 0))
 		names[n++] = "--host";
-	if (o->workers != running.workers)
+	if (o->workers != started.workers)
 		names[n++] = "--workers";
-	if (o->max_channels != running.max_channels ||
-	    o->max_handshakes != running.max_handshakes ||
-	    o->max_handshakes_source != running.max_handshakes_source)
+	if (o->max_channels != started.max_channels ||
+	    o->max_handshakes != started.max_handshakes ||
+	    o->max_handshakes_source != started.max_handshakes_source)
 		names[n++] = "--max-channels/--max-handshakes";
-	if (o->handshake_timeout != running.handshake_timeout ||
-	    o->open_timeout != running.open_timeout ||
-	    o->idle_timeout != running.idle_timeout)
+	if (o->handshake_timeout != started.handshake_timeout ||
+	    o->open_timeout != started.open_timeout ||
+	    o->idle_timeout != started.idle_timeout)
 		names[n++] = "the timeouts";
 	if (metrics_http_parse(o->metrics, &ma, err, sizeof(err)) == -1 ||
-	    metrics_http_parse(running.metrics, &mb, err, sizeof(err)) == -1 ||
+	    metrics_http_parse(started.metrics, &mb, err, sizeof(err)) == -1 ||
 	    !metrics_addr_equal(&ma, &mb))
 		names[n++] = "--metrics";
-	if (o->verbose != running.verbose || o->quiet != running.quiet)
+	if (o->verbose != started.verbose || o->quiet != started.quiet)
 		names[n++] = "-v/-q";
 	for (i = 0; i < n; i++)
 		list_add(list, sizeof(list), names[i]);
@@ -194,12 +197,8 @@ reload(void *arg)
 	cert_digest_len = mdlen;
 	creds_install(ctx, ks);
 	relay_recheck();
-	/* Keep what was parsed for the next comparison; the strings of
-	 * the running options live in running_opts. */
-	opts_free(&running_opts);
-	running_opts = o;
-	running = ro;
 	daemon_drain_timeout(ro.drain_timeout);
+	opts_free(&o);
 	relay_metrics_reload(1);
 	return 0;
 }
@@ -210,8 +209,8 @@ reload_setup(struct event_base *base, int argc, char **argv,
 {
 	saved_argc = argc;
 	saved_argv = argv;
-	running = *ro;
-	running_opts = *o;
+	started = *ro;
+	started_opts = *o;
 	memset(o, 0, sizeof(*o));
 	daemon_on_reload(base, reload, NULL);
 }
@@ -219,5 +218,5 @@ reload_setup(struct event_base *base, int argc, char **argv,
 void
 reload_free(void)
 {
-	opts_free(&running_opts);
+	opts_free(&started_opts);
 }

@@ -186,6 +186,17 @@ def test_reload_is_counted_and_a_new_address_waits(metered):
                         since=since)
         # Still served where it was.
         assert scrape(daemon)[("reloads_total", "ok")] == ok + 2
+        # Compared with what runs, not with the last reload: the same file again still
+        # differs, and back to the address that runs does not (the relay compared with the
+        # last reload's options once: a review reproduced it).
+        for still_differs in (True, False):
+            if not still_differs:
+                conf.write_text("metrics = 0\n")
+            since = len(daemon.log())
+            os.kill(daemon.pid, signal.SIGHUP)
+            daemon.wait_log(re.compile(r"reload: "), since=since)
+            warned = "--metrics changed" in daemon.log()[since:]
+            assert warned == still_differs, daemon.log()[since:]
 
 
 def test_relay_restart_counts_reconnects(metered):
