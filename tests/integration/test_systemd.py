@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import SLOW, bin_path, connect, free_port, run_once, timer_bound
 
 
@@ -271,47 +273,44 @@ def relay_args(keys):
             "-k", keys.key, "-a", keys.pub]
 
 
-def test_ready_waits_for_room_in_a_full_notify_queue(start_daemon, keys, tmp_path):
+@pytest.fixture
+def full_notify_queue(tmp_path):
+    """(the path of a bound datagram socket whose queue is full, that socket)."""
     path = str(tmp_path / "full.notify")
     manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     manager.bind(path)
     fillers = fill_datagram_queue(path)
-    try:
-        relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
-        relay.wait_log(r"listening on")
-        time.sleep(0.5)             # READY=1 is waiting for room now (it used to be dropped)
-        got = read_datagrams(manager, 5, until=r"(^|\n)READY=1(\n|$)")
-        ready = [x for x in got if re.search(r"(^|\n)READY=1(\n|$)", x)]
-        assert ready and re.search(r"(^|\n)STATUS=\d+ channels? open", ready[0]), got
-        assert "queue stayed full" not in relay.log(), relay.log()
-    finally:
-        for s in fillers:
-            s.close()
-        manager.close()
+    yield path, manager
+    for s in fillers:
+        s.close()
+    manager.close()
+
+
+def test_ready_waits_for_room_in_a_full_notify_queue(start_daemon, keys, full_notify_queue):
+    path, manager = full_notify_queue
+    relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
+    relay.wait_log(r"listening on")
+    time.sleep(0.5)             # READY=1 is waiting for room now (it used to be dropped)
+    got = read_datagrams(manager, 5, until=r"(^|\n)READY=1(\n|$)")
+    ready = [x for x in got if re.search(r"(^|\n)READY=1(\n|$)", x)]
+    assert ready and re.search(r"(^|\n)STATUS=\d+ channels? open", ready[0]), got
+    assert "queue stayed full" not in relay.log(), relay.log()
 
 
 @timer_bound
 def test_ready_owed_after_a_long_full_queue_goes_with_the_next_status(start_daemon, keys,
-                                                                      tmp_path):
-    path = str(tmp_path / "full.notify")
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(path)
-    fillers = fill_datagram_queue(path)
-    try:
-        relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
-        relay.wait_log(r"listening on")
-        relay.wait_log(r"notify: the service manager's queue stayed full for 2 s: READY=1 "
-                       r"again with the next status")
-        first = read_datagrams(manager, 0.5)
-        assert all(x == "FILLER=1" for x in first), first
-        # The status timer (10 s from the start) carries the READY=1 that found no room.
-        got = read_datagrams(manager, 12, until=r"(^|\n)READY=1(\n|$)")
-        assert got and re.match(r"READY=1\nSTATUS=\d+ channels? open", got[-1]), got
-        assert relay.log().count("queue stayed full") == 1, relay.log()
-    finally:
-        for s in fillers:
-            s.close()
-        manager.close()
+                                                                      full_notify_queue):
+    path, manager = full_notify_queue
+    relay = start_daemon("relay-server", relay_args(keys), env={"NOTIFY_SOCKET": path})
+    relay.wait_log(r"listening on")
+    relay.wait_log(r"notify: the service manager's queue stayed full for 2 s: READY=1 "
+                   r"again with the next status")
+    first = read_datagrams(manager, 0.5)
+    assert all(x == "FILLER=1" for x in first), first
+    # The status timer (10 s from the start) carries the READY=1 that found no room.
+    got = read_datagrams(manager, 12, until=r"(^|\n)READY=1(\n|$)")
+    assert got and re.match(r"READY=1\nSTATUS=\d+ channels? open", got[-1]), got
+    assert relay.log().count("queue stayed full") == 1, relay.log()
 
 
 @run_once
