@@ -260,7 +260,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 	}
 	/* Released first: the end of file may make evhttp free the
-	 * connection at once, and its close callback (set after a request)
+	 * connection at once, and its close callback (set when it was armed)
 	 * would release m too.  A reference of its own keeps bev alive. */
 	bev = m->bev;
 	bufferevent_incref(bev);

@@ -83,10 +83,10 @@ send_msg(const char *msg, int wait)
 		return 0;
 	if (!wait || !can_wait)
 		flags |= MSG_DONTWAIT;
-	do
+	do			/* a signal cuts a wait short: once again */
 		n = sendto(s, msg, strlen(msg), flags,
 		    (struct sockaddr *)&addr, addrlen);
-	while (n == -1 && errno == EINTR && ++tries < 3);
+	while (n == -1 && errno == EINTR && ++tries < 2);
 	if (n == -1) {
 		int e = errno;
 
@@ -104,8 +104,9 @@ notify_send(const char *state)
 	(void)send_msg(state, 0);
 }
 
-/* READY=1 (with the status line), waiting for room; a queue that stays
- * full leaves it owed to the next status line. */
+/* READY=1 (with the status line), waiting for room (a READY=1 that is
+ * owed already does not wait again: the next status line tries anew); a
+ * queue that stays full leaves it owed to the next status line. */
 static void
 send_ready(const char *status)
 {
@@ -115,12 +116,14 @@ send_ready(const char *status)
 		snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
 	else
 		snprintf(msg, sizeof(msg), "READY=1");
-	if (send_msg(msg, 1) == -1 && (errno == EAGAIN ||
-	    errno == EWOULDBLOCK)) {
+	if (send_msg(msg, !ready_owed) == -1 && (errno == EAGAIN ||
+	    errno == EWOULDBLOCK || errno == EINTR)) {
 		if (!ready_owed)
-			log_warnx("notify: the service manager's queue stayed "
-			    "full for %d s: READY=1 again with the next "
-			    "status", NOTIFY_WAIT_SECONDS);
+			log_warnx("notify: no room at the service manager "
+			    "(%s): READY=1 again with the next status",
+			    errno == EINTR ? "interrupted" : can_wait ?
+			    "its queue stayed full for "
+			    NOTIFY_WAIT_TEXT : "its queue is full");
 		ready_owed = 1;
 		return;
 	}
@@ -169,11 +172,13 @@ notify_reloading(void)
 	(void)send_msg(msg, 1);
 }
 
+/* (A READY=1 that finds no room is owed, as at the start: the manager
+ * waits for it to end the reload.) */
 void
 notify_reloaded(void)
 {
 	if (ready)	/* else READY=1 comes when the daemon serves */
-		(void)send_msg("READY=1", 1);
+		send_ready(NULL);
 }
 
 void
@@ -181,6 +186,7 @@ notify_stopping(unsigned long drain_seconds)
 {
 	char msg[96];
 
+	ready_owed = 0;		/* a daemon that stops owes no READY=1 */
 	if (drain_seconds == 0) {
 		(void)send_msg("STOPPING=1", 1);
 		return;
