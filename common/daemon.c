@@ -55,7 +55,14 @@ static struct {
 
 static unsigned drain_left_now(void);
 static int drain_under_way(void);
-static int reload_failed_last(void);
+
+/* SIGHUP (daemon_on_reload). */
+static struct {
+	int (*cb)(void *arg);
+	void *arg;
+	int failed;		/* the last one: the status line says so */
+} reload;
+static struct event *sig_hup;
 
 /* The daemon's status line, or NULL without daemon_on_status.  During a
  * drain it says so, and how many connections are left. */
@@ -73,13 +80,11 @@ status_text(char *buf, size_t len)
 		    left == 1 ? "" : "s");
 		return buf;
 	}
-	used = 0;
-	if (reload_failed_last()) {
+	buf[0] = '\0';
+	if (reload.failed)
 		snprintf(buf, len, "last reload failed, running the previous "
 		    "configuration; ");
-		used = strlen(buf);
-	}
-	buf[used] = '\0';
+	used = strlen(buf);
 	status.fn(buf + used, len - used, status.arg);
 	return buf;
 }
@@ -255,21 +260,6 @@ daemon_on_drain(struct event_base *base, const struct daemon_drain *d,
 	    EV_PERSIST, drain_poll_cb, base)) == NULL ||
 	    (drain.timer = evtimer_new(base, drain_timer_cb, base)) == NULL))
 		fatalx("cannot set up the drain");
-}
-
-struct reload {
-	int (*cb)(void *arg);
-	void *arg;
-	int failed;		/* the last one: the status line says so */
-};
-
-static struct event *sig_hup;
-static struct reload reload;
-
-static int
-reload_failed_last(void)
-{
-	return reload.failed;
 }
 
 static void

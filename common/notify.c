@@ -118,12 +118,13 @@ send_ready(const char *status)
 		snprintf(msg, sizeof(msg), "READY=1");
 	if (send_msg(msg, !ready_owed) == -1 && (errno == EAGAIN ||
 	    errno == EWOULDBLOCK || errno == EINTR)) {
-		if (!ready_owed)
+		if (!ready_owed && errno == EINTR)
 			log_warnx("notify: no room at the service manager "
-			    "(%s): READY=1 again with the next status",
-			    errno == EINTR ? "interrupted" : can_wait ?
-			    "its queue stayed full for "
-			    NOTIFY_WAIT_TEXT : "its queue is full");
+			    "(interrupted): READY=1 again with the next status");
+		else if (!ready_owed)
+			log_warnx("notify: no room at the service manager (its "
+			    "queue stayed full for %d s): READY=1 again with "
+			    "the next status", can_wait ? NOTIFY_WAIT_SECONDS : 0);
 		ready_owed = 1;
 		return;
 	}

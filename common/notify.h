@@ -11,16 +11,15 @@
  * RELOADING=1 and STOPPING=1 wait up to NOTIFY_WAIT_SECONDS for room (the
  * daemon's main loop stands still meanwhile), and a READY=1 that found no
  * room goes again with the next STATUS= (every DAEMON_STATUS_SECONDS,
- * without waiting then), one warning said; STOPPING=1 forgets it.  Other failures are ignored (logged with -v): the service
- * manager's business, never a reason to stop serving.  One thread only
- * (the daemon's main loop): the module keeps its socket and state in
- * statics.
+ * without waiting then), one warning said; STOPPING=1 forgets it.  Other
+ * failures are ignored (logged with -v): the service manager's business,
+ * never a reason to stop serving.  One thread only (the daemon's main
+ * loop): the module keeps its socket and state in statics.
  */
 #ifndef NOTIFY_H
 #define NOTIFY_H
 
 #define NOTIFY_WAIT_SECONDS 2
-#define NOTIFY_WAIT_TEXT "2 s"	/* the same, for the warning */
 
 /* Send state (lines separated by '\n', no trailing newline needed),
  * without waiting. */

@@ -39,6 +39,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def assert_within_the_cap(daemon, base, what):
+    """daemon holds at most CONNS (and the listener's one, and one of slack) descriptors more
+    than base for the metrics connections of what."""
+    held = open_fds(daemon.pid) - base
+    print("%s: the %s holds %d more descriptors" % (what, daemon.name, held))
+    assert held <= CONNS + 2, "%d descriptors for %s" % (held, what)
+
+
+def assert_the_tunnel_carries(t, label):
+    payload = pseudo_random(label, 64 * KiB)
+    assert round_trip("127.0.0.1", t.route_port, payload, timeout=10 * SLOW) == payload
+
+
 def test_pipelined_requests_are_not_read_ahead_without_bound(metered):
     relay = metered.relay
     port = metrics_port(relay)
@@ -69,11 +82,8 @@ def test_at_most_16_metrics_connections_at_once(metered):
     try:
         socks = silent_connections(port, 40)
         time.sleep(1.5)
-        held = open_fds(relay.pid) - base
-        print("40 silent connections: the relay holds %d more descriptors" % held)
-        assert held <= CONNS + 2, "%d descriptors for 40 metrics connections" % held
-        payload = pseudo_random("beside the flood", 64 * KiB)
-        assert round_trip("127.0.0.1", t.route_port, payload, timeout=10 * SLOW) == payload
+        assert_within_the_cap(relay, base, "40 silent connections")
+        assert_the_tunnel_carries(t, "beside the flood")
     finally:
         for s in socks:
             s.close()
@@ -116,12 +126,9 @@ def test_half_closed_slow_readers_count_against_the_16(metered):
                     s.recv(2048)
                 except OSError:
                     pass
-            held = open_fds(relay.pid) - base
-            print("40 half-closed slow readers, %d s: the relay holds %d more descriptors"
-                  % (second + 1, held))
-            assert held <= CONNS + 2, "%d descriptors for 40 metrics connections" % held
-        payload = pseudo_random("beside the slow readers", 64 * KiB)
-        assert round_trip("127.0.0.1", t.route_port, payload, timeout=10 * SLOW) == payload
+            assert_within_the_cap(relay, base, "40 half-closed slow readers, %d s"
+                                  % (second + 1))
+        assert_the_tunnel_carries(t, "beside the slow readers")
     finally:
         for s in socks:
             s.close()
@@ -179,5 +186,4 @@ def test_out_of_descriptors_on_the_metrics_port_pauses_quietly(metered):
         resource.prlimit(ep.pid, resource.RLIMIT_NOFILE, saved)
     assert "metrics: accept: Too many open files; paused for 1 s" in ep.log()
     scrape_soon(port, 5 * SLOW)
-    payload = pseudo_random("after the shortage", 64 * KiB)
-    assert round_trip("127.0.0.1", t.route_port, payload, timeout=10 * SLOW) == payload
+    assert_the_tunnel_carries(t, "after the shortage")
